@@ -1,0 +1,36 @@
+"""sparke-lab: prompt-aware diversity in diffusion models.
+
+Kernel-entropy scores (RKE, Vendi, order-alpha, conditional), spectra, SPARKE guidance
+for stock diffusers pipelines, offline models and the course notebooks.
+"""
+from .kernels import (cosine_kernel, gaussian_kernel, kernel_matrix,
+                      median_heuristic_bandwidth)
+from .rff import FourierFeatures
+from .scores import (conditional_entropy, conditional_rke_score, conditional_vendi_score,
+                     entropy, information_vendi_score, joint_kernel_eigenvalues,
+                     kernel_eigenvalues, renyi_entropy, rke_score, rrke, score_from_kernel,
+                     vendi_score)
+from .spectra import Mode, Spectrum, find_modes, kernel_spectrum
+from .synthetic import Mixture, gaussian_mixture
+from .utils import full_size, make_generator, pick_device, pick_dtype, set_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "cosine_kernel", "gaussian_kernel", "kernel_matrix", "median_heuristic_bandwidth",
+    "FourierFeatures",
+    "entropy", "score_from_kernel", "kernel_eigenvalues", "joint_kernel_eigenvalues",
+    "renyi_entropy", "vendi_score", "rke_score", "conditional_entropy",
+    "conditional_rke_score", "conditional_vendi_score", "information_vendi_score", "rrke",
+    "Spectrum", "Mode", "kernel_spectrum", "find_modes",
+    "Mixture", "gaussian_mixture",
+    "full_size", "make_generator", "pick_device", "pick_dtype", "set_seed",
+]
+
+
+def __getattr__(name):
+    # Heavy submodules load on first use so `import sparke_lab` stays fast.
+    if name in {"models", "guidance", "metrics", "plotting", "widgets"}:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'sparke_lab' has no attribute {name!r}")

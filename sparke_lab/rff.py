@@ -19,6 +19,19 @@ import torch
 from .kernels import as_features, check_kernel, check_sigma, _normalise_rows
 
 
+def _gaussian_frequencies(dim: int, m: int, seed: int, orthogonal: bool) -> torch.Tensor:
+    """(dim, m) frequencies with N(0, I) marginals; orthogonal within blocks of ``dim``."""
+    g = torch.Generator().manual_seed(seed)
+    if not orthogonal:
+        return torch.randn(dim, m, generator=g, dtype=torch.float64)
+    nb = -(-m // dim)
+    Q, R = torch.linalg.qr(torch.randn(nb, dim, dim, generator=g, dtype=torch.float64))
+    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar rotations
+    norms = torch.randn(nb, dim, dim, generator=g, dtype=torch.float64).norm(dim=1)  # chi_dim
+    omega = Q * norms.unsqueeze(-2)  # scale column j of each block by its own length
+    return omega.permute(1, 0, 2).reshape(dim, nb * dim)[:, :m]
+
+
 class FourierFeatures:
     """A fixed, seeded feature map ``phi`` with ``phi(x)^T phi(y) ~ k(x, y)``.
 
@@ -30,12 +43,14 @@ class FourierFeatures:
     sigma: Gaussian bandwidth.
     n_features: number of frequencies m.
     seed: seed of the frequencies, so the same map can be rebuilt anywhere.
+    orthogonal: draw the frequencies in orthogonal blocks (orthogonal random features,
+        Yu et al. 2016): the same kernel in expectation with lower variance.
     """
 
     def __init__(self, dim: int, kernel: str = "gaussian", sigma: float = 1.0,
                  n_features: int = 2048, seed: int = 0,
                  device: Union[str, torch.device, None] = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, orthogonal: bool = True):
         self.kernel = check_kernel(kernel)
         self.dim = int(dim)
         self.seed = int(seed)
@@ -45,8 +60,7 @@ class FourierFeatures:
             if int(n_features) < 1:
                 raise ValueError(f"n_features must be >= 1, got {n_features}")
             self.n_features = int(n_features)
-            g = torch.Generator().manual_seed(self.seed)
-            omega = torch.randn(self.dim, self.n_features, generator=g, dtype=torch.float64)
+            omega = _gaussian_frequencies(self.dim, self.n_features, self.seed, orthogonal)
             self.omega = (omega / self.sigma).to(device=device, dtype=dtype)
             self.out_dim = 2 * self.n_features
         else:

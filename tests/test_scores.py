@@ -151,3 +151,33 @@ def test_conditional_rke_is_not_subadditive():
     assert sl.conditional_rke_score(X, T, 1.0, 1.0) == pytest.approx(18 / 8)
     # order 1 is subadditive: Cond-Vendi <= Vendi holds on the same data
     assert sl.conditional_vendi_score(X, T, 1.0, 1.0) <= sl.vendi_score(X, sigma=1.0) + 1e-9
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input_errors(rng):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        sl.rke_score(X[:1])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        sl.vendi_score(np.where(np.eye(10, 3) > 0, np.nan, X))
+    with pytest.raises(ValueError, match="same samples"):
+        sl.conditional_rke_score(X, rng.normal(size=(9, 2)))
+    with pytest.raises(ValueError, match="bandwidth"):
+        sl.rke_score(X, sigma=0)
+    with pytest.raises(ValueError, match="bandwidth"):
+        sl.conditional_rke_score(X, X, sigma_x=1.0, sigma_t=-1.0)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        sl.vendi_score(X, kernel="rbf")
+    for bad_order in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="order"):
+            sl.vendi_score(X, order=bad_order)
+    with pytest.raises(TypeError, match="order"):
+        sl.renyi_entropy(X, "two")
+    with pytest.raises(ValueError, match="unknown method"):
+        sl.rke_score(X, method="fast")
+    with pytest.raises(ValueError, match="2-D"):
+        sl.rke_score(X[:, 0])
+    with pytest.raises(ValueError, match="symmetric"):
+        sl.score_from_kernel(np.triu(np.ones((3, 3))))
+    with pytest.raises(ValueError, match="diagonal"):
+        sl.score_from_kernel(2 * np.ones((3, 3)))

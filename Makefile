@@ -1,0 +1,44 @@
+# sparke-lab: `make demo` runs the main job, `make test` runs every test and notebook.
+# Both create the virtual environment on first use. Override the torch build with e.g.
+#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sparke-lab-installed
+NB_TIMEOUT ?= 600
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-unit test-notebooks lab bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sparke-lab demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
+
+lab: $(STAMP)
+	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)"
+	MPLBACKEND= $(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_scores.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .hypothesis

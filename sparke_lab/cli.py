@@ -62,7 +62,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from . import models
     fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d}[args.model]
-    out = args.out or str(models.default_path(args.model))
+    folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d"}[args.model]
+    out = args.out or str(models.data_dir() / folder)
     report = fn(out, quick=args.quick, seed=args.seed)
     print(json.dumps(report, indent=2, default=str))
     return 0

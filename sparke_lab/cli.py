@@ -59,6 +59,29 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .demo import format_table
+    from .experiments import ComparisonRun, RunConfig, load_prompt_file, parse_methods
+    from .utils import pick_device
+    prompts = load_prompt_file(args.prompts)
+    methods = parse_methods(args.methods)
+    cfg = RunConfig(model=args.model, prompts=[dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid))
+                                               for p in prompts],
+                    methods=methods, per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg,
+                    seed=args.seed, batch_size=args.batch_size, device=str(pick_device(args.device)),
+                    dtype=args.dtype or "auto", features=args.features)
+    if cfg.per_prompt < 2 or cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
+    run = ComparisonRun(cfg, Path(args.out), progress=not args.no_progress)
+    results = run.run()
+    cols = ["method", "samples", "cond_vendi", "vendi", "rke", "in_batch_sim", "broad_spread",
+            "prompt_fidelity", "precision", "recall", "coverage", "kid", "sec_per_sample"]
+    cols = [c for c in cols if any(c in r for r in results.values())]
+    print(format_table(list(results.values()), cols, "{:.3f}"))
+    print(f"\nreport: {Path(args.out) / 'report.html'}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from . import models
     fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d}[args.model]
@@ -94,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--full", action="store_true", help="full size (same as SPARKE_LAB_FULL=1)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("compare", help="compare diversity methods on the same prompts and seeds")
+    c.add_argument("--model", default="digits", help="'digits' (shipped), a local diffusers folder or a hub id")
+    c.add_argument("--prompts", default="mini", help="prompt file (.txt or .csv) or a shipped set: single, broad, mini, all")
+    c.add_argument("--methods", default="none,sparke,rke,vendi,pg,cads",
+                   help="comma list of none,sparke,rke,vendi,pg,cads,interval; name@scale sets the scale")
+    c.add_argument("--per-prompt", type=int, default=8)
+    c.add_argument("--steps", type=int, default=25)
+    c.add_argument("--cfg", type=float, default=7.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--device", default=None, help="default: cuda > mps > cpu")
+    c.add_argument("--dtype", default=None, help="fp16/bf16/fp32 (default fp16 on CUDA, fp32 elsewhere)")
+    c.add_argument("--features", default="auto", help="auto (judge for digits, pixels otherwise), pixels, or module:function")
+    c.add_argument("--out", default="outputs/compare")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="retrain an offline model from scratch")
     t.add_argument("model", choices=["digits", "judge", "toy2d"])

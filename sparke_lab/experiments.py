@@ -1,0 +1,427 @@
+"""The comparison runner: methods x prompts -> images, features, timings -> metrics -> report.
+
+For each method it generates the same prompts with the same per-image seeds (prompts are
+interleaved, so a bank sees many prompts), keeps images, features and timings, and writes
+``metrics.csv``, ``metrics.json``, image grids and ``report.html`` into the run folder.
+
+Resumable: work is done in rounds (one batch); each round's images are written atomically,
+then the guidance bank is checkpointed, then the manifest names both (the commit point).
+A run interrupted at any moment and started again with the same arguments continues from
+the last committed round, with no lost and no duplicated samples.
+
+Used by ``sparke-lab compare`` (and ``make demo``); taught in 08_guided_generation_digits.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from . import scores
+from .kernels import median_heuristic_bandwidth
+
+METHOD_NAMES = ("none", "sparke", "rke", "vendi", "pg", "cads", "interval")
+
+
+# ------------------------------------------------------------------------ prompts
+@dataclass
+class PromptSpec:
+    """One prompt of a run: its text, its cluster (for prompt-aware metrics) and, for the
+    digits model, the digits that are valid answers to it (empty when unknown)."""
+    prompt: str
+    cluster: int
+    valid: tuple = ()
+
+
+def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
+    """Read prompts from a text file (one per line, ``#`` comments), a CSV file with a
+    ``prompt`` column and optional ``cluster`` and ``valid_digits`` columns (digits separated
+    by spaces or ``;``), or a shipped digits prompt set by name (``single``, ``broad``,
+    ``mini``, ``all``)."""
+    p = Path(path_or_name)
+    if not p.exists():
+        from .models.captions import PROMPT_SETS, load_prompt_set
+        if str(path_or_name) in PROMPT_SETS:
+            return [PromptSpec(q.prompt, int(q.cluster), tuple(q.valid_digits))
+                    for q in load_prompt_set(str(path_or_name))]
+        raise FileNotFoundError(f"prompt file {p} not found (or use a shipped set: {PROMPT_SETS})")
+    text = p.read_text(encoding="utf-8")
+    out: List[PromptSpec] = []
+    if p.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if not rows:
+            raise ValueError(f"{p}: no rows; a CSV prompt file needs a header with a 'prompt' column")
+        if "prompt" not in rows[0]:
+            raise ValueError(f"{p}: no 'prompt' column (columns: {list(rows[0])})")
+        clusters: Dict[str, int] = {}
+        for i, r in enumerate(rows, start=2):
+            prompt = (r.get("prompt") or "").strip()
+            if not prompt:
+                raise ValueError(f"{p}, line {i}: empty prompt")
+            c = (r.get("cluster") or "").strip()
+            if c:
+                try:
+                    cluster = int(c)
+                except ValueError:
+                    cluster = clusters.setdefault(c, len(clusters))
+            else:
+                cluster = len(out)
+            v = (r.get("valid_digits") or "").replace(";", " ").split()
+            try:
+                valid = tuple(int(d) for d in v)
+            except ValueError:
+                raise ValueError(f"{p}, line {i}: valid_digits must be integers, got {r.get('valid_digits')!r}") from None
+            out.append(PromptSpec(prompt, cluster, valid))
+    else:
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(PromptSpec(line, len(out)))
+    if not out:
+        raise ValueError(f"{p}: no prompts found")
+    return out
+
+
+# ------------------------------------------------------------------------ methods
+def parse_methods(spec: str) -> List[str]:
+    """``"none,sparke,sparke@0.2,pg"`` -> method names; ``name@scale`` sets the scale."""
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    if not names:
+        raise ValueError("no methods given")
+    for m in names:
+        base, _, scale = m.partition("@")
+        if base not in METHOD_NAMES:
+            raise ValueError(f"unknown method {base!r}; choose from {METHOD_NAMES} (name@scale sets a scale)")
+        if scale:
+            try:
+                float(scale)
+            except ValueError:
+                raise ValueError(f"bad scale in {m!r}") from None
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method is listed twice: {names}")
+    return names
+
+
+def make_callback(method: str, family: str, cfg: float):
+    """The guidance callback of a method name (None for no guidance)."""
+    from . import guidance as G
+    base, _, scale = method.partition("@")
+    kw = {} if not scale else {"scale": float(scale)}
+    if base == "none":
+        return None
+    if base in ("sparke", "rke"):
+        fam = family if family in G.RECOMMENDED else "stable-diffusion"
+        return G.SparkeGuidance.recommended(fam, objective="cond-rke" if base == "sparke" else "rke", **kw)
+    if base == "vendi":
+        return G.VendiGuidance(**kw)
+    if base == "pg":
+        return G.ParticleGuidance(**kw)
+    if base == "cads":
+        return G.CADS(**({"noise_scale": float(scale)} if scale else {}))
+    if base == "interval":
+        return G.IntervalGuidance(guidance_scale=cfg)
+    raise ValueError(method)
+
+
+# ------------------------------------------------------------------------ IO helpers
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: Path, obj) -> None:
+    _atomic_write_bytes(path, json.dumps(obj, indent=2, default=float).encode())
+
+
+def _save_round(path: Path, images: np.ndarray, indices: np.ndarray, seconds: float) -> None:
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, images=images, indices=indices, seconds=np.array(seconds))
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; a run folder belongs to exactly one configuration."""
+    model: str
+    prompts: List[dict]
+    methods: List[str]
+    per_prompt: int
+    steps: int
+    cfg: float
+    seed: int
+    batch_size: int
+    device: str
+    dtype: str
+    features: str = "auto"
+
+    def key(self) -> dict:
+        d = asdict(self)
+        d.pop("device")  # the same run may resume on another device
+        return d
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------ the runner
+class ComparisonRun:
+    """Generate every method's samples (resumably), then compute metrics and the report."""
+
+    def __init__(self, config: RunConfig, out_dir: Path, pipe=None, progress: bool = True):
+        self.cfg = config
+        self.out = Path(out_dir)
+        self.progress = progress
+        self._pipe = pipe
+        self._check_folder()
+
+    # -- set-up -------------------------------------------------------------------
+    def _check_folder(self) -> None:
+        cfg_path = self.out / "config.json"
+        if cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            if old != self.cfg.key():
+                diff = sorted(k for k in set(old) | set(self.cfg.key()) if old.get(k) != self.cfg.key().get(k))
+                raise ValueError(f"{self.out} holds a run with a different configuration (differs in "
+                                 f"{diff}); choose another --out folder (nothing was overwritten)")
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise ValueError(f"{self.out} exists and is not a sparke-lab run folder; choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        _atomic_json(cfg_path, self.cfg.key())
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
+            self._pipe = load_model(self.cfg.model, self.cfg.device, dtype)
+        return self._pipe
+
+    @property
+    def family(self) -> str:
+        return "digits" if self.cfg.model == "digits" else "stable-diffusion"
+
+    def sample_plan(self):
+        """(prompt index, image index) for every sample, prompts interleaved."""
+        n_p = len(self.cfg.prompts)
+        return [(i % n_p, i) for i in range(n_p * self.cfg.per_prompt)]
+
+    # -- generation ---------------------------------------------------------------
+    def generate_method(self, method: str) -> None:
+        from tqdm.auto import tqdm
+        from .guidance import generate, load_bank
+        mdir = self.out / "samples" / method.replace("@", "_at_")
+        mdir.mkdir(parents=True, exist_ok=True)
+        man_path = mdir / "manifest.json"
+        manifest = json.loads(man_path.read_text()) if man_path.exists() else {"rounds": [], "bank": None}
+        plan = self.sample_plan()
+        bs = self.cfg.batch_size
+        rounds = [plan[s:s + bs] for s in range(0, len(plan), bs)]
+        done = len(manifest["rounds"])
+        if done >= len(rounds):
+            return
+        callback = make_callback(method, self.family, self.cfg.cfg)
+        bank = getattr(callback, "bank", None)
+        if bank is not None and manifest.get("bank"):
+            callback.bank = bank = load_bank(mdir / manifest["bank"])  # state as of the last committed round
+        pipe = self.pipe
+        gen_device = "cpu"
+        texts = [p["prompt"] for p in self.cfg.prompts]
+        bar = tqdm(total=len(rounds), initial=done, desc=f"{method:>12}", disable=not self.progress)
+        for r in range(done, len(rounds)):
+            items = rounds[r]
+            prompts = [texts[pi] for pi, _ in items]
+            gens = [torch.Generator(gen_device).manual_seed(self.cfg.seed * 1_000_003 + idx) for _, idx in items]
+            t0 = time.perf_counter()
+            imgs = generate(pipe, prompts, callback, batch_size=len(prompts),
+                            num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
+                            generator=gens, output_type="np", progress=False)
+            seconds = time.perf_counter() - t0
+            imgs = np.asarray(imgs)
+            u8 = np.clip(np.round(imgs * 255), 0, 255).astype(np.uint8)
+            rname = f"round_{r:05d}.npz"
+            _save_round(mdir / rname, u8, np.array([idx for _, idx in items]), seconds)
+            bank_name = None
+            if bank is not None and len(bank):
+                bank_name = f"bank_{r % 2}.safetensors"  # alternate: the committed one is never overwritten
+                bank.save(mdir / bank_name)
+            manifest["rounds"].append({"file": rname, "seconds": seconds, "n": len(items)})
+            manifest["bank"] = bank_name
+            manifest["peak_rss_mb"] = max(manifest.get("peak_rss_mb", 0.0), _peak_rss_mb())
+            if torch.cuda.is_available():
+                manifest["peak_gpu_mb"] = max(manifest.get("peak_gpu_mb", 0.0),
+                                              torch.cuda.max_memory_allocated() / 2**20)
+            _atomic_json(man_path, manifest)
+            bar.update(1)
+        bar.close()
+
+    def load_samples(self, method: str):
+        """(images uint8 (n,H,W,C) ordered by image index, seconds per sample, manifest)."""
+        mdir = self.out / "samples" / method.replace("@", "_at_")
+        manifest = json.loads((mdir / "manifest.json").read_text())
+        imgs, idx = [], []
+        for r in manifest["rounds"]:
+            with np.load(mdir / r["file"]) as z:
+                imgs.append(z["images"])
+                idx.append(z["indices"])
+        images = np.concatenate(imgs)[np.argsort(np.concatenate(idx))]
+        n = sum(r["n"] for r in manifest["rounds"])
+        secs = sum(r["seconds"] for r in manifest["rounds"]) / max(n, 1)
+        return images, secs, manifest
+
+    def run(self) -> Dict[str, dict]:
+        for method in self.cfg.methods:
+            self.generate_method(method)
+        return self.evaluate()
+
+    # -- evaluation ---------------------------------------------------------------
+    def evaluate(self, n_boot: int = 200) -> Dict[str, dict]:
+        from .report import write_report
+        extractor = feature_extractor(self.cfg.model, self.cfg.features)
+        plan = self.sample_plan()
+        prompt_idx = np.array([pi for pi, _ in plan])
+        clusters = np.array([self.cfg.prompts[pi]["cluster"] for pi in prompt_idx])
+        valid_sets = [tuple(self.cfg.prompts[pi]["valid"]) for pi in prompt_idx]
+        uniq = {c: j for j, c in enumerate(sorted(set(clusters.tolist())))}
+        T = np.eye(len(uniq))[[uniq[c] for c in clusters]]  # prompt-cluster features
+        real = extractor.reference()
+        sigma = median_heuristic_bandwidth(real if real is not None else extractor.features(
+            self.load_samples(self.cfg.methods[0])[0]))
+        results, per_method = {}, {}
+        boot_idx = base_boots = base_value = None
+        for method in self.cfg.methods:
+            images, secs, manifest = self.load_samples(method)
+            F = extractor.features(images)
+            row = {"method": method, "samples": len(F)}
+            cb = make_callback(method, self.family, self.cfg.cfg)
+            if method.partition("@")[0] in ("sparke", "rke", "vendi"):
+                row["eta"] = float(cb.scale)
+            row["vendi"] = scores.vendi_score(F, sigma=sigma)
+            row["rke"] = scores.rke_score(F, sigma=sigma)
+            row["cond_vendi"] = scores.conditional_vendi_score(F, T, sigma_x=sigma, sigma_t=0.5)
+            row["cond_rke"] = scores.conditional_rke_score(F, T, sigma_x=sigma, sigma_t=0.5)
+            row["in_batch_sim"] = M.in_batch_similarity(F, clusters)
+            # paired bootstrap: the same resampled image indices for every method, so the
+            # difference to the first method (same prompts and seeds) has an honest interval
+            boot_idx = boot_idx if method != self.cfg.methods[0] else \
+                [np.random.default_rng(k).integers(0, len(F), len(F)) for k in range(n_boot)]
+            boots = np.array([scores.conditional_vendi_score(F[b], T[b], sigma_x=sigma, sigma_t=0.5)
+                              for b in boot_idx])
+            if method == self.cfg.methods[0]:
+                base_boots, base_value = boots, row["cond_vendi"]
+            delta = boots - base_boots
+            row["cond_vendi_delta"] = row["cond_vendi"] - base_value
+            row["cond_vendi_delta_lo"], row["cond_vendi_delta_hi"] = (float(q) for q in np.quantile(delta, [0.025, 0.975]))
+            pred = extractor.predict(images)
+            if pred is not None and any(valid_sets):
+                row["prompt_fidelity"] = M.prompt_fidelity(pred, [v or tuple(range(10)) for v in valid_sets])
+                broad = [i for i, v in enumerate(valid_sets) if len(v) > 1]
+                if broad:
+                    spreads = []
+                    for pi in sorted({prompt_idx[i] for i in broad}):
+                        sel = prompt_idx == pi
+                        spreads.append(M.class_spread(pred[sel], self.cfg.prompts[pi]["valid"]))
+                    row["broad_spread"] = float(np.nanmean(spreads))
+            if real is not None:
+                row.update(M.prdc(real, F, k=3))
+                kid = M.kernel_inception_distance(real, F, subsets=20, subset_size=min(500, len(F)))
+                row["kid"] = kid["kid"]
+            row["sec_per_sample"] = secs
+            row["peak_rss_mb"] = manifest.get("peak_rss_mb", float("nan"))
+            if "peak_gpu_mb" in manifest:
+                row["peak_gpu_mb"] = manifest["peak_gpu_mb"]
+            results[method] = row
+            per_method[method] = dict(images=images, features=F, pred=pred)
+        _write_metrics(self.out, results)
+        write_report(self.out, self.cfg, results, per_method, prompt_idx, sigma, real)
+        return results
+
+
+def _write_metrics(out: Path, results: Dict[str, dict]) -> None:
+    _atomic_json(out / "metrics.json", results)
+    cols = []
+    for r in results.values():
+        cols += [k for k in r if k not in cols]
+    with open(out / "metrics.csv.tmp", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in results.values():
+            w.writerow(r)
+    os.replace(out / "metrics.csv.tmp", out / "metrics.csv")
+
+
+# ------------------------------------------------------------------------ models and features
+def load_model(model: str, device=None, dtype=None):
+    """``digits`` (the shipped pipeline) or a local diffusers folder / hub id (needs weights)."""
+    from .utils import pick_device, pick_dtype
+    if model == "digits":
+        from .models import load_digits_pipeline
+        return load_digits_pipeline(device=device, dtype=dtype)
+    from diffusers import DiffusionPipeline
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    local = Path(model).expanduser()
+    if local.exists() and not (local / "model_index.json").exists():
+        raise FileNotFoundError(f"{local} is not a diffusers pipeline folder (no model_index.json)")
+    if not local.exists() and (model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1):
+        raise FileNotFoundError(f"model path {model} does not exist")
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(local) if local.exists() else model, torch_dtype=dt)
+    except OSError as exc:
+        raise FileNotFoundError(f"could not load model {model!r}: {exc}. Give a local diffusers folder, "
+                                "or a hub id whose weights are in your Hugging Face cache") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(dev)
+
+
+class FeatureExtractor:
+    """Image features (and, for digits, predicted classes and reference features)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], predict=None, reference=None):
+        self._fn, self._predict, self._reference = fn, predict, reference
+
+    def features(self, images_u8: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(images_u8.astype(np.float32) / 255.0), dtype=np.float64)
+
+    def predict(self, images_u8: np.ndarray):
+        return None if self._predict is None else np.asarray(self._predict(images_u8.astype(np.float32) / 255.0))
+
+    def reference(self):
+        return None if self._reference is None else self._reference()
+
+
+def feature_extractor(model: str, spec: str = "auto") -> FeatureExtractor:
+    """``auto``: the digits judge for the digits model, else downsampled pixels;
+    ``pixels``; or ``module:function`` taking float images (n, H, W, C) in [0, 1] and
+    returning (n, d) features (plug in DINOv2/Inception/CLIP here)."""
+    if spec == "auto" and model == "digits":
+        from .models import digits_real_images, load_digits_judge
+        judge = load_digits_judge()
+        to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        return FeatureExtractor(lambda x: judge.features(to_nchw(x)), lambda x: judge.predict(to_nchw(x)),
+                                lambda: np.asarray(judge.features(digits_real_images("test")), dtype=np.float64))
+    if spec in ("auto", "pixels"):
+        def pixels(x):
+            t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+            t = torch.nn.functional.interpolate(t, size=(32, 32), mode="area")
+            return t.reshape(len(t), -1).numpy()
+        return FeatureExtractor(pixels)
+    if ":" not in spec:
+        raise ValueError(f"unknown feature extractor {spec!r}: use auto, pixels or module:function")
+    import importlib
+    mod, fn = spec.split(":", 1)
+    return FeatureExtractor(getattr(importlib.import_module(mod), fn))

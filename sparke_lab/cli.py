@@ -49,7 +49,21 @@ def cmd_scores(args) -> int:
     return 0
 
 
+DEMO_COMPARE = ["--model", "digits", "--prompts", "mini", "--steps", "25", "--cfg", "7",
+                "--methods", "none,sparke,rke,vendi,pg,cads,sparke@0.05,sparke@0.2"]
+
+
 def cmd_demo(args) -> int:
+    """The main job: a SPARKE comparison on the shipped digits model."""
+    from .utils import full_size
+    full = args.full or full_size()
+    argv = ["compare", *DEMO_COMPARE, "--per-prompt", "32" if full else "6", "--seed", str(args.seed),
+            "--out", args.out + ("-full" if full else "")]
+    print("sparke-lab demo: " + " ".join(argv))
+    return cmd_compare(build_parser().parse_args(argv))
+
+
+def cmd_mixture(args) -> int:
     from .demo import DEMO_COLUMNS, format_table, mixture_demo
     rows = mixture_demo(args.out, full=args.full or None, seed=args.seed)
     print("Score analysis of Gaussian mixtures with a known number of modes")
@@ -95,6 +109,7 @@ def cmd_train(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparke-lab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    # compare is defined first so that demo can reuse its parser
 
     s = sub.add_parser("scores", help="score a feature file (.npy/.npz/.pt/.safetensors/.csv)")
     s.add_argument("features", help="(n, d) features of n samples")
@@ -112,11 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(func=cmd_scores)
 
-    d = sub.add_parser("demo", help="the main job: score analysis of Gaussian mixtures")
+    d = sub.add_parser("demo", help="the main job: compare SPARKE with the baselines on the digits model")
     d.add_argument("--out", default="outputs/demo")
     d.add_argument("--full", action="store_true", help="full size (same as SPARKE_LAB_FULL=1)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
+
+    x = sub.add_parser("mixture", help="score analysis of Gaussian mixtures with a known number of modes")
+    x.add_argument("--out", default="outputs/mixture")
+    x.add_argument("--full", action="store_true", help="full size (same as SPARKE_LAB_FULL=1)")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=cmd_mixture)
 
     c = sub.add_parser("compare", help="compare diversity methods on the same prompts and seeds")
     c.add_argument("--model", default="digits", help="'digits' (shipped), a local diffusers folder or a hub id")

@@ -289,7 +289,7 @@ class ComparisonRun:
         return self.evaluate()
 
     # -- evaluation ---------------------------------------------------------------
-    def evaluate(self, n_boot: int = 200) -> Dict[str, dict]:
+    def evaluate(self, n_boot: int = 100) -> Dict[str, dict]:
         from .report import write_report
         extractor = feature_extractor(self.cfg.model, self.cfg.features)
         plan = self.sample_plan()

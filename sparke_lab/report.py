@@ -143,7 +143,12 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
             axes[0].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, label=m)
         axes[0].legend(markerscale=3, fontsize=8)
         axes[0].set_title("coloured by method")
-        sc = axes[1].scatter(Z[:, 0], Z[:, 1], s=6, alpha=0.6, c=lab_p, cmap="tab20")
+        cmap = plt.get_cmap("tab20")
+        for j, pi in enumerate(sorted(set(lab_p.tolist()))):
+            sel = lab_p == pi
+            axes[1].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, color=cmap(j % 20),
+                            label=prompts[pi]["prompt"][:28] if j < 20 else None)
+        axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         axes[1].set_title("coloured by prompt")
         for ax in axes:
             ax.set_xlabel("UMAP 1"), ax.set_ylabel("UMAP 2")
@@ -190,6 +195,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
             ax2 = ax.twinx()
             ax2.plot(xs, [100 * r["prompt_fidelity"] for _, r in curve], marker="s", color="C1", label="prompt fidelity")
             ax2.set_ylabel("prompt fidelity (%)", color="C1")
+            ax2.set_ylim(0, 102)
             ax2.grid(False)
         ax.set_title("fidelity–diversity trade-off")
         ax.legend(loc="lower left")

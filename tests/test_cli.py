@@ -78,9 +78,9 @@ def test_scores_command_table_and_errors(tmp_path, feats, capsys):
     assert main(["scores", str(tmp_path / "nope.npy")]) == 2
 
 
-def test_demo_writes_table_and_figure(tmp_path, capsys, monkeypatch):
+def test_mixture_job_writes_table_and_figure(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SPARKE_LAB_FULL", raising=False)
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["mixture", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "10 equal modes" in out
     assert (tmp_path / "eigenspectrum.png").stat().st_size > 10_000

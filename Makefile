@@ -10,6 +10,7 @@ NB_TIMEOUT ?= 600
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup demo test test-unit test-notebooks lab bench clean
 

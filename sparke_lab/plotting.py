@@ -2,7 +2,9 @@
 
 Every function takes data and returns a matplotlib Figure (or draws on ``ax``), so widgets
 can wrap them and headless runs still render. Taught in: 01_kernels_and_similarity
-(style), 02_renyi_kernel_entropy and 04_kernel_eigenspectra (spectra).
+(style, kernel profiles and matrices), 02_renyi_kernel_entropy and 04_kernel_eigenspectra
+(spectra, mode galleries), 03_conditional_entropy (joint kernels), 05_umap_embeddings
+(scatter plots) and 06_scaling_from_n3_to_n (timings).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 STYLE_FILE = Path(__file__).with_name("sparke.mplstyle")
 
@@ -45,6 +48,7 @@ def plot_spectrum(spectra: Dict[str, np.ndarray] | np.ndarray, top: int = 30, ax
         ax.set_yscale("log")
     ax.set_xlabel("eigenvalue index i (largest first)")
     ax.set_ylabel(r"eigenvalue $\lambda_i$ of $K/n$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     if any(spectra.keys()):
         ax.legend()
@@ -76,4 +80,317 @@ def plot_image_grid(images: np.ndarray, nrow: int = 8, titles: Optional[Sequence
                 a.set_title(str(titles[k]), fontsize=8)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- helpers
+def _new_ax(ax, figsize=None):
+    import matplotlib.pyplot as plt
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def categorical_colors(k: int):
+    """``k`` distinguishable colours: the style's colour-blind-safe cycle for k <= 8,
+    ``tab10`` / ``tab20`` beyond. Used by every scatter plot of labelled samples."""
+    import matplotlib.pyplot as plt
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", [])
+    if k <= len(cycle) and k <= 8:
+        return list(cycle[:k])
+    if k <= 10:
+        cmap = plt.get_cmap("tab10")
+        return [cmap(i) for i in range(k)]
+    cmap = plt.get_cmap("tab20")  # strong shades first, then their light partners
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return [cmap(order[i % 20]) for i in range(k)]
+
+
+def _to_numpy(X) -> np.ndarray:
+    try:
+        import torch
+        if isinstance(X, torch.Tensor):
+            return X.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return np.asarray(X)
+
+
+# ----------------------------------------------------------------------------- kernels (01)
+def plot_kernel_profile(sigmas: Sequence[float] = (0.5, 1.0, 2.0), max_distance: Optional[float] = None,
+                        ax=None, title: str = "Gaussian kernel as a function of distance"):
+    """``k_sigma(d) = exp(-d^2 / (2 sigma^2))`` against the distance d for several bandwidths.
+
+    A dotted marker shows d = sigma, where the kernel is exp(-1/2) ~ 0.61 for every sigma.
+    Taught in: 01_kernels_and_similarity.
+    """
+    fig, ax = _new_ax(ax)
+    sigmas = [float(s) for s in sigmas]
+    dmax = max_distance if max_distance is not None else 3.5 * max(sigmas)
+    d = np.linspace(0.0, dmax, 400)
+    for s, c in zip(sigmas, categorical_colors(len(sigmas))):
+        ax.plot(d, np.exp(-d**2 / (2 * s**2)), color=c, label=fr"$\sigma$ = {s:g}")
+        ax.plot([s], [np.exp(-0.5)], "o", color=c, ms=6)
+    ax.axhline(np.exp(-0.5), color="0.5", ls=":", lw=1)
+    ax.text(dmax, np.exp(-0.5) + 0.02, r"$e^{-1/2}\approx 0.61$ at $d=\sigma$", ha="right",
+            va="bottom", fontsize=9, color="0.35")
+    ax.set_xlabel(r"distance $d = \|x - y\|$ (feature units)")
+    ax.set_ylabel(r"similarity $k_\sigma(x, y)$")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def plot_points(X, labels=None, ax=None, title: str = "", xlabel: str = r"$x_1$",
+                ylabel: str = r"$x_2$", legend_title: Optional[str] = None,
+                label_names: Optional[Dict] = None, s: float = 14, alpha: float = 0.8,
+                equal: bool = True, legend: bool = True):
+    """Scatter plot of 2-D points, coloured by categorical ``labels`` (or one colour).
+
+    Used for toy data (01-03) and for UMAP embeddings (05_umap_embeddings).
+    """
+    X = _to_numpy(X)
+    fig, ax = _new_ax(ax)
+    if labels is None:
+        ax.scatter(X[:, 0], X[:, 1], s=s, alpha=alpha, lw=0)
+    else:
+        labels = _to_numpy(labels)
+        cats = list(dict.fromkeys(sorted(labels.tolist())))
+        for c, col in zip(cats, categorical_colors(len(cats))):
+            m = labels == c
+            name = label_names.get(c, c) if label_names else c
+            ax.scatter(X[m, 0], X[m, 1], s=s, alpha=alpha, lw=0, color=col, label=str(name))
+        if legend and len(cats) <= 20:
+            ax.legend(title=legend_title, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                      markerscale=1.6)
+    if equal:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_kernel_matrix(K, ax=None, title: str = "Kernel matrix K", groups=None,
+                       colorbar: bool = True, vmax: float = 1.0, label: str = r"$k(x_i, x_j)$"):
+    """Heatmap of a kernel matrix (samples in the given order; sort them by group first).
+
+    ``groups``: optional label per sample (already sorted); thin lines separate the groups.
+    Taught in: 01_kernels_and_similarity and 03_conditional_entropy.
+    """
+    K = _to_numpy(K)
+    fig, ax = _new_ax(ax)
+    im = ax.imshow(K, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+    if groups is not None:
+        g = np.asarray(groups)
+        cuts = np.flatnonzero(g[1:] != g[:-1]) + 0.5
+        for c in cuts:
+            ax.axhline(c, color="w", lw=0.6, alpha=0.7)
+            ax.axvline(c, color="w", lw=0.6, alpha=0.7)
+    ax.set_xlabel("sample j")
+    ax.set_ylabel("sample i")
+    ax.grid(False)
+    ax.set_title(title)
+    if colorbar:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    return fig
+
+
+def plot_eigenvalue_bars(values, top: int = 20, ax=None,
+                         title: str = "Eigenvalues of K/n: a probability vector"):
+    """The leading eigenvalues of K/n as bars, with their total mass in the legend.
+
+    Taught in: 01_kernels_and_similarity.
+    """
+    v = np.clip(_to_numpy(values).astype(float), 0, None)
+    fig, ax = _new_ax(ax)
+    k = min(top, len(v))
+    ax.bar(np.arange(1, k + 1), v[:k], color=categorical_colors(1)[0],
+           label=fr"top {k} sum to {v[:k].sum():.3f} (all {len(v)}: {v.sum():.3f})")
+    ax.set_xlabel("eigenvalue index i (largest first)")
+    ax.set_ylabel(r"$\lambda_i$ of $K/n$")
+    ax.set_ylim(0, max(1e-3, 1.1 * v[:k].max()))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_kernel_panel(X, sigma: float = 1.0, labels=None, top: int = 15):
+    """Three panels for one bandwidth: the data, K (samples sorted by label) and its spectrum.
+
+    The pure function behind :func:`sparke_lab.widgets.kernel_explorer`.
+    Taught in: 01_kernels_and_similarity.
+    """
+    import matplotlib.pyplot as plt
+    from .kernels import gaussian_kernel
+    X = _to_numpy(X)
+    order = np.argsort(labels, kind="stable") if labels is not None else np.arange(len(X))
+    K = gaussian_kernel(X[order], sigma=sigma).double()
+    lam = np.linalg.eigvalsh(K.numpy() / len(X))[::-1]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.9), gridspec_kw=dict(width_ratios=[1, 1.15, 1]))
+    plot_points(X, labels, ax=axes[0], title="samples", legend=False)
+    plot_kernel_matrix(K, ax=axes[1], groups=None if labels is None else np.asarray(labels)[order],
+                       title=fr"$K$ at $\sigma$ = {sigma:.3g} (sorted by mode)")
+    plot_eigenvalue_bars(lam, top=top, ax=axes[2], title=r"eigenvalues of $K/n$")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- entropy (02)
+def plot_curves(x, curves: Dict[str, Sequence[float]], ax=None, title: str = "",
+                xlabel: str = "", ylabel: str = "", logx: bool = False, logy: bool = False,
+                hlines: Optional[Dict[str, float]] = None, vlines: Optional[Dict[str, float]] = None,
+                markers: bool = True):
+    """Several named curves over one x axis, with optional labelled reference lines.
+
+    Used for score-versus-bandwidth (02), score-versus-order (02), conditional score versus
+    prompt distance (03) and approximation error versus features (06).
+    """
+    fig, ax = _new_ax(ax)
+    x = _to_numpy(x)
+    for (name, y), col in zip(curves.items(), categorical_colors(max(8, len(curves)))):
+        ax.plot(x, _to_numpy(y), marker="o" if markers else None, ms=4, color=col, label=name)
+    for i, (name, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, color=["0.15", "#7B3294", "0.5"][i % 3], ls=["--", "-.", ":"][i % 3], lw=1.3,
+                   label=name)
+    for i, (name, xv) in enumerate((vlines or {}).items()):
+        ax.axvline(xv, color=["0.6", "#A6611A", "0.4"][i % 3], ls=[":", "--", "-."][i % 3], lw=1.3,
+                   label=name)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(curves) + len(hlines or {}) + len(vlines or {}) > 3:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend()
+    return fig
+
+
+def plot_spectrum_and_score(X, sigma: float = 1.0, alpha: float = 2.0, labels=None,
+                            top: int = 20, true_modes: Optional[float] = None):
+    """Data, the spectrum of K/n and the order-alpha score exp(H_alpha) for one (sigma, alpha).
+
+    The pure function behind :func:`sparke_lab.widgets.spectrum_explorer`.
+    Taught in: 02_renyi_kernel_entropy.
+    """
+    import matplotlib.pyplot as plt
+    from .scores import entropy, kernel_eigenvalues
+    X = _to_numpy(X)
+    lam = kernel_eigenvalues(X, sigma=sigma)
+    score = float(np.exp(entropy(lam, alpha)))
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.0))
+    plot_points(X, labels, ax=axes[0], legend=False,
+                title=fr"samples; dashed circle: radius $\sigma$ = {sigma:.3g}")
+    axes[0].add_patch(plt.Circle((X[0, 0], X[0, 1]), sigma, fill=False, ls="--", color="0.3"))
+    k = min(top, len(lam))
+    axes[1].bar(np.arange(1, k + 1), np.clip(lam[:k], 0, None), color=categorical_colors(1)[0])
+    axes[1].set_xlabel("eigenvalue index i (largest first)")
+    axes[1].set_ylabel(r"$\lambda_i$ of $K/n$")
+    axes[1].set_ylim(0, 1.0)
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    txt = fr"$\exp(H_{{{alpha:g}}})$ = {score:.2f} effective modes"
+    if true_modes is not None:
+        txt += f"\n(true mode count {true_modes:g})"
+    axes[1].text(0.97, 0.95, txt, transform=axes[1].transAxes, ha="right", va="top",
+                 fontsize=11, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+    axes[1].set_title(fr"spectrum at $\sigma$ = {sigma:.3g}, order $\alpha$ = {alpha:g}")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- modes (04)
+def plot_mode_gallery(images, modes, per_mode: int = 8, labels=None,
+                      title: str = "Modes found by the top eigenvectors of K/n"):
+    """One row per mode: the ``per_mode`` images with the largest eigenvector entries.
+
+    ``modes`` is the list returned by :func:`sparke_lab.find_modes`; images are (n, H, W) in
+    [0, 1]. Row titles give the eigenvalue (the mode's weight) and, with ``labels``, the most
+    common label among the shown images. Taught in: 04_kernel_eigenspectra.
+    """
+    import matplotlib.pyplot as plt
+    imgs = _to_numpy(images).astype(float)
+    r = len(modes)
+    fig, axes = plt.subplots(r, per_mode, figsize=(0.95 * per_mode + 1.6, 1.0 * r + 0.5),
+                             squeeze=False)
+    for i, mode in enumerate(modes):
+        idx = mode.top(per_mode)
+        for j, a in enumerate(axes[i]):
+            a.set_xticks([])
+            a.set_yticks([])
+            a.grid(False)
+            for sp in a.spines.values():
+                sp.set_visible(False)
+            if j < len(idx):
+                a.imshow(np.clip(imgs[idx[j]], 0, 1), cmap="gray_r", vmin=0, vmax=1)
+        name = fr"mode {mode.rank + 1}" + "\n" + fr"$\lambda$={mode.weight:.3f}"
+        if labels is not None:
+            lab = np.asarray(labels)[idx]
+            vals, counts = np.unique(lab, return_counts=True)
+            name += f"\nlabel {vals[counts.argmax()]} ({counts.max()}/{len(idx)})"
+        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- scaling (06)
+def plot_timings(ns, timings: Dict[str, Sequence[float]], ax=None,
+                 title: str = "Measured cost on this machine"):
+    """Log-log plot of seconds against n, one line per method, the fitted slope in the legend.
+
+    A slope p means time ~ n^p on the measured range. Taught in: 06_scaling_from_n3_to_n.
+    """
+    fig, ax = _new_ax(ax)
+    ns = np.asarray(ns, dtype=float)
+    for (name, ts), col in zip(timings.items(), categorical_colors(max(8, len(timings)))):
+        ts = np.asarray(ts, dtype=float)
+        ok = np.isfinite(ts) & (ts > 0)
+        slope = np.polyfit(np.log(ns[ok]), np.log(ts[ok]), 1)[0] if ok.sum() >= 2 else np.nan
+        ax.plot(ns[ok], ts[ok], marker="o", color=col, label=f"{name} (slope {slope:.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(ns)
+    ax.set_xticklabels([f"{int(v):,}" for v in ns])
+    ax.minorticks_off()
+    ax.set_xlabel("number of samples n")
+    ax.set_ylabel("wall time (seconds)")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+# ----------------------------------------------------------------------------- conditional (03)
+def plot_conditional_panel(X, T, sigma_x: float = 1.0, sigma_t: float = 1.0, groups=None):
+    """Three heatmaps, ``K_X``, ``K_T`` and the joint ``K_X o K_T``, with RKE(X), RKE(T) and
+    the conditional RKE ``||K_T||_F^2 / ||K_X o K_T||_F^2`` in the titles.
+
+    ``groups`` (e.g. the prompt id of each sample, in the given order) draws separators.
+    The pure function behind :func:`sparke_lab.widgets.conditional_explorer`.
+    Taught in: 03_conditional_entropy.
+    """
+    import matplotlib.pyplot as plt
+    from .kernels import gaussian_kernel
+    KX = gaussian_kernel(X, sigma=sigma_x).double().numpy()
+    KT = gaussian_kernel(T, sigma=sigma_t).double().numpy()
+    KJ = KX * KT
+    n = len(KX)
+    rke_x, rke_t = n**2 / np.sum(KX**2), n**2 / np.sum(KT**2)
+    cond = np.sum(KT**2) / np.sum(KJ**2)
+    fig, axes = plt.subplots(1, 3, figsize=(14.5, 4.3))
+    plot_kernel_matrix(KX, ax=axes[0], groups=groups, colorbar=False,
+                       title=fr"images $K_X$ ($\sigma_x$={sigma_x:.3g})" + f"\nRKE(X) = {rke_x:.2f}")
+    plot_kernel_matrix(KT, ax=axes[1], groups=groups, colorbar=False,
+                       title=fr"prompts $K_T$ ($\sigma_t$={sigma_t:.3g})" + f"\nRKE(T) = {rke_t:.2f}")
+    plot_kernel_matrix(KJ, ax=axes[2], groups=groups, colorbar=True,
+                       title=r"joint $K_X \circ K_T$" + f"\nCond-RKE(X|T) = {cond:.2f}")
+    fig.tight_layout()
     return fig

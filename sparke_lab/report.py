@@ -93,7 +93,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .plotting import plot_spectrum, use_style
+    from .plotting import plot_mode_gallery, plot_spectrum, use_style
     use_style()
     out = Path(out)
     figs = out / "figures"
@@ -166,15 +166,10 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         spec = kernel_spectrum(F, sigma=sigma, top_k=4)
         spectra[m] = spec.values
         modes = find_modes(F, 4, sigma=sigma, spectrum=spec)
-        fig, axes = plt.subplots(len(modes), 8, figsize=(7.5, 1.0 * len(modes) + 0.4), squeeze=False)
-        for r, mode in enumerate(modes):
-            for c, i in enumerate(mode.top(8)):
-                ax = axes[r, c]
-                im = per_method[m]["images"][i]
-                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
-                ax.set_xticks([]), ax.set_yticks([])
-            axes[r, 0].set_ylabel(f"mode {r + 1}\nλ={mode.weight:.2f}", rotation=0, ha="right", va="center", fontsize=8)
-        fig.suptitle(f"mode gallery: {m}", fontsize=11)
+        imgs = per_method[m]["images"][..., 0] / 255.0 if per_method[m]["images"].shape[-1] == 1 \
+            else per_method[m]["images"].mean(-1) / 255.0
+        fig = plot_mode_gallery(imgs, modes, per_mode=8, labels=per_method[m]["pred"],
+                                title=f"mode gallery: {m}")
         gallery_tags.append(_img_tag(_png(fig, figs / f"modes_{_safe(m)}.png"), f"modes: {m}",
                                      f"figures/modes_{_safe(m)}.png"))
     fig = plot_spectrum(spectra, top=20, title="Eigenvalues of K/n (image features)")

@@ -184,6 +184,25 @@ def iter_kernel_blocks(X: torch.Tensor, Y: Optional[torch.Tensor] = None, kernel
         yield sl, _kernel_block(Xp[sl], Yp, kernel, sigma)
 
 
+def _kernel_power_block(pairs) -> torch.Tensor:
+    """``prod_f k_f(X_f, Y_f)^power`` for factors ``(X, Y, kernel, sigma, power)``.
+
+    Gaussian factors are combined in the exponent (``k_sigma^p = exp(-p d^2 / (2 sigma^2))``),
+    so a block costs one exp however many Gaussian factors it has, and no pow.
+    """
+    exponent, product = None, None
+    for X, Y, kernel, sigma, power in pairs:
+        if kernel == "gaussian":
+            e = squared_distances(X, Y).mul_(-power / (2.0 * sigma**2))
+            exponent = e if exponent is None else exponent.add_(e)
+        else:
+            f = (X @ Y.T).pow_(power)
+            product = f if product is None else product.mul_(f)
+    if exponent is None:
+        return product
+    return exponent.exp_() if product is None else exponent.exp_().mul_(product)
+
+
 def pairwise_kernel_power_sum(X: torch.Tensor, kernel: str = "gaussian", sigma: float = 1.0,
                               power: int = 2, T: Optional[torch.Tensor] = None,
                               kernel_t: str = "gaussian", sigma_t: float = 1.0,
@@ -205,13 +224,11 @@ def pairwise_kernel_power_sum(X: torch.Tensor, kernel: str = "gaussian", sigma: 
     Tp = None if T is None else _prepare(T, kernel_t, "T")
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for i in range(0, n, block):
-        xi = Xp[i:i + block]
-        ti = None if Tp is None else Tp[i:i + block]
         for j in range(i, n, block):
-            Kb = _kernel_block(xi, Xp[j:j + block], kernel, sigma)
+            factors = [(Xp[i:i + block], Xp[j:j + block], kernel, sigma, power)]
             if Tp is not None:
-                Kb = Kb * _kernel_block(ti, Tp[j:j + block], kernel_t, sigma_t)
-            s = Kb.pow(power).sum(dtype=torch.float64)
+                factors.append((Tp[i:i + block], Tp[j:j + block], kernel_t, sigma_t, power))
+            s = _kernel_power_block(factors).sum(dtype=torch.float64)
             total += s if i == j else 2.0 * s
     return float(total)
 

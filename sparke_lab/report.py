@@ -193,7 +193,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
             ax2.set_ylim(0, 102)
             ax2.grid(False)
         ax.set_title("fidelity–diversity trade-off")
-        ax.legend(loc="lower left")
+        ax.legend(loc="upper left")
         parts.append("<h2>Fidelity–diversity over the scale</h2>"
                      + _img_tag(_png(fig, figs / "scale_curve.png"), "trade-off over the guidance scale",
                                 "figures/scale_curve.png"))

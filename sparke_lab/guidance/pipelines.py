@@ -1,0 +1,196 @@
+"""What guidance needs to know about each pipeline family: prompt features and how to hook in.
+
+* Prompt features come from the pipeline's own text encoder, pooled and L2-normalised:
+  SD 1.x/2.x use the CLIP text model's pooled output (``pooler_output`` or ``text_embeds``),
+  SDXL the projected pooled output of ``text_encoder_2``, PixArt-Sigma (T5) the mean of the
+  token states under the attention mask. The 2-D toy uses one-hot class vectors.
+  A user may pass ``encoder=callable(list_of_prompts) -> (n, e) tensor`` instead.
+* Hooking in: diffusers 0.42 pipelines call ``callback_on_step_end`` after each
+  ``scheduler.step``. PixArt-Sigma in 0.42 only has the legacy ``callback(step, t, latents)``:
+  :func:`call_pipeline` adapts a step-end callback to it by writing the new latents *in
+  place* into the tensor the pipeline keeps (a thin wrapper, no forked pipeline).
+
+Taught in: 08_guided_generation_digits (prompt features) and 09_stable_diffusion_on_gpu
+(SDXL, PixArt-Sigma).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+FAMILIES = ("sd", "sdxl", "pixart", "toy2d", "generic")
+
+
+def is_toy(pipe) -> bool:
+    """True for the 2-D toy denoiser of :mod:`sparke_lab.models` (duck-typed)."""
+    return hasattr(pipe, "null_class") and hasattr(pipe, "n_classes") and hasattr(pipe, "sample")
+
+
+def pipeline_family(pipe) -> str:
+    """One of ``sd``, ``sdxl``, ``pixart``, ``toy2d``, ``generic``, from the class and components."""
+    if is_toy(pipe):
+        return "toy2d"
+    name = type(pipe).__name__.lower()
+    if "pixart" in name:
+        return "pixart"
+    if "xl" in name or getattr(pipe, "text_encoder_2", None) is not None:
+        return "sdxl"
+    if "stablediffusion" in name or "latentconsistency" in name:
+        return "sd"
+    return "generic"
+
+
+def supports_step_end_callback(pipe) -> bool:
+    """Whether ``pipe(...)`` accepts ``callback_on_step_end``."""
+    try:
+        return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _device_of(module) -> torch.device:
+    try:
+        return next(module.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def _normalise(T: torch.Tensor) -> torch.Tensor:
+    T = T.float()
+    return T / torch.linalg.vector_norm(T, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def _clip_pooled(tokenizer, text_encoder, prompts: List[str]) -> torch.Tensor:
+    dev = _device_of(text_encoder)
+    max_len = getattr(tokenizer, "model_max_length", 77) or 77
+    max_len = min(int(max_len), 512)
+    ids = tokenizer(prompts, padding="max_length", max_length=max_len, truncation=True,
+                    return_tensors="pt").input_ids.to(dev)
+    out = text_encoder(ids)
+    for key in ("text_embeds", "pooler_output"):
+        v = getattr(out, key, None)
+        if v is not None:
+            return v.float()
+    return out[0].float().mean(1)
+
+
+@torch.no_grad()
+def _t5_mean(tokenizer, text_encoder, prompts: List[str]) -> torch.Tensor:
+    dev = _device_of(text_encoder)
+    max_len = min(int(getattr(tokenizer, "model_max_length", 300) or 300), 300)
+    tok = tokenizer(prompts, padding="max_length", max_length=max_len, truncation=True,
+                    return_tensors="pt")
+    mask = tok.attention_mask.to(dev)
+    h = text_encoder(tok.input_ids.to(dev), attention_mask=mask)[0].float()
+    m = mask[..., None].float()
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def encode_prompts(pipe, prompts: Sequence, encoder: Optional[Callable] = None,
+                   batch_size: int = 64) -> torch.Tensor:
+    """L2-normalised pooled prompt features (n, e), float32, from the pipeline's own encoder.
+
+    ``prompts``: strings (class indices for the 2-D toy). ``encoder``: a callable mapping a
+    list of prompts to an (n, e) tensor or array, overriding the pipeline's encoder.
+    Computed once per :func:`~sparke_lab.guidance.generate` call.
+    Taught in: 08_guided_generation_digits.
+    """
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given")
+    if encoder is not None:
+        T = encoder(prompts)
+        T = torch.as_tensor(T.detach().cpu() if isinstance(T, torch.Tensor) else T).float()
+        if T.ndim != 2 or T.shape[0] != len(prompts):
+            raise ValueError(f"encoder must return an (n, e) array for n={len(prompts)} prompts, "
+                             f"got shape {tuple(T.shape)}")
+        if not bool(torch.isfinite(T).all()):
+            raise ValueError("encoder returned NaN/Inf prompt features")
+        return _normalise(T)
+    fam = pipeline_family(pipe)
+    if fam == "toy2d":
+        lab = torch.as_tensor([int(p) for p in prompts])
+        if lab.min() < 0 or lab.max() >= pipe.n_classes:
+            raise ValueError(f"toy prompts are class indices 0..{pipe.n_classes - 1}")
+        return torch.nn.functional.one_hot(lab, pipe.n_classes).float()
+    if not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be strings")
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        chunk = prompts[s:s + batch_size]
+        if fam == "sdxl" and getattr(pipe, "text_encoder_2", None) is not None:
+            out.append(_clip_pooled(pipe.tokenizer_2, pipe.text_encoder_2, chunk))
+        elif fam == "pixart":
+            out.append(_t5_mean(pipe.tokenizer, pipe.text_encoder, chunk))
+        elif getattr(pipe, "tokenizer", None) is not None and getattr(pipe, "text_encoder", None) is not None:
+            out.append(_clip_pooled(pipe.tokenizer, pipe.text_encoder, chunk))
+        else:
+            raise ValueError(f"cannot find a text encoder on {type(pipe).__name__}; pass "
+                             "encoder=callable or prompt_features=")
+    return _normalise(torch.cat(out).cpu())
+
+
+def pool_prompt_embeds(embeds: torch.Tensor, batch: int) -> torch.Tensor:
+    """Prompt features from a pipeline's ``prompt_embeds`` seen in a callback (fallback path).
+
+    With classifier-free guidance the pipeline stacks ``[negative, positive]``: the positive
+    half is used. Token states (B, L, H) are mean-pooled; the result is L2-normalised.
+    Prefer :func:`encode_prompts` (pooled output), which ``generate`` uses.
+    """
+    E = embeds.detach().float()
+    if E.shape[0] == 2 * batch:
+        E = E[batch:]
+    if E.shape[0] != batch:
+        raise ValueError(f"prompt_embeds has {embeds.shape[0]} rows for {batch} latents")
+    if E.ndim == 3:
+        E = E.mean(1)
+    return _normalise(E.reshape(batch, -1))
+
+
+def call_pipeline(pipe, callback=None, **kwargs):
+    """Call ``pipe(**kwargs)`` with a step-end ``callback`` on any supported family.
+
+    Pipelines with ``callback_on_step_end`` get it directly. Others (PixArt-Sigma in diffusers
+    0.42) get the legacy ``callback(step, t, latents)`` whose new latents are copied in place.
+    The 2-D toy is sampled with ``sample_toy2d`` (``prompt`` = class indices).
+    """
+    if is_toy(pipe):
+        from ..models.toy2d import sample_toy2d
+
+        labels = kwargs.pop("prompt")
+        steps = kwargs.pop("num_inference_steps", 50)
+        kwargs.pop("output_type", None)
+        kwargs.pop("num_images_per_prompt", None)
+        return sample_toy2d(pipe, labels, num_steps=steps, callback_on_step_end=callback, **kwargs)
+    if callback is None:
+        return pipe(**kwargs)
+    if supports_step_end_callback(pipe):
+        names = getattr(callback, "tensor_inputs", None) or ["latents"]
+        allowed = getattr(pipe, "_callback_tensor_inputs", None) or ["latents"]
+        names = [n for n in dict.fromkeys(names) if n in allowed] or ["latents"]
+        return pipe(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=names, **kwargs)
+    params = inspect.signature(pipe.__call__).parameters
+    if "callback" not in params:
+        raise TypeError(f"{type(pipe).__name__} has neither callback_on_step_end nor a legacy "
+                        "callback; guidance cannot hook into it")
+    adapter = LegacyCallbackAdapter(pipe, callback)
+    return pipe(callback=adapter, callback_steps=1, **kwargs)
+
+
+class LegacyCallbackAdapter:
+    """Turns a step-end callback into the legacy ``callback(step, t, latents)`` of older
+    pipelines, writing returned latents in place. Used for PixArt-Sigma in diffusers 0.42.
+    Taught in: 09_stable_diffusion_on_gpu.
+    """
+
+    def __init__(self, pipe, callback):
+        self.pipe, self.callback = pipe, callback
+
+    def __call__(self, step, t, latents):
+        out = self.callback(self.pipe, step, t, {"latents": latents}) or {}
+        new = out.get("latents", latents)
+        if new is not latents:
+            latents.copy_(new.to(latents.dtype))

@@ -1,0 +1,421 @@
+"""SPARKE: prompt-aware diversity guidance (latent conditional RKE) for stock diffusers pipelines.
+
+After selected scheduler steps the current latent ``z`` of each sample in the batch is moved
+down the gradient of the conditional inverse RKE of ``bank + batch + sample``, which (bank
+fixed, one row per sample; maths.md) is
+
+    L(f) = sum_i k_T(t_i, t)^2 k_X(x_i, f)^2,   f = feature(z)  (flattened z / ||z||)
+
+so each sample is pushed away from earlier samples *of similar prompts* (k_T^2 weight);
+unrelated prompts barely repel. A sample enters the bank when it is finished (the last step
+of its run), whatever the step count, scheduler or batch size.
+
+Objectives: ``cond-rke`` (SPARKE, default), ``rke`` (unconditional latent RKE), ``vendi`` and
+``cond-vendi`` (order-1 entropy of bank + batch, an eigendecomposition per guided step,
+O(n^3): for comparison). Step forms: ``normalize="published"`` (the official code: the
+step moves ``z`` by exactly ``scale * ||z||`` along the negative gradient) or ``"none"``
+(the paper's plain form ``z <- z - scale * grad``, with the loss averaged over the bank rows).
+
+Taught in: 07_guided_sampling_2d (the objective and its gradient on 2-D points),
+08_guided_generation_digits (on a real pipeline, banks, settings),
+09_stable_diffusion_on_gpu (SD/SDXL/PixArt-Sigma, sketch bank).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+
+from ..kernels import check_kernel, check_sigma
+from ._base import (GuidanceCallback, apply_update, check_scale, generate as _generate)
+from .bank import MemoryBank, SketchBank, kernel_row_loss_grad, prompt_weights
+from .pipelines import pool_prompt_embeds
+
+OBJECTIVES = ("cond-rke", "rke", "vendi", "cond-vendi")
+NORMALIZATIONS = ("published", "none")
+FEATURES = ("latent", "raw", "x0")
+
+#: Recommended settings per model family (measured; see docs/guidance.md).
+RECOMMENDED = {
+    "toy2d": dict(features="raw", sigma_image=1.0, sigma_text=0.3, scale=1.0, every=5,
+                  window=(0.0, 0.8), normalize="none"),
+    "digits": dict(features="latent", sigma_image=0.5, sigma_text=0.3, scale=0.1, every=10,
+                   normalize="published"),
+    "stable-diffusion": dict(features="latent", sigma_image=0.8, sigma_text=0.3, scale=0.03,
+                             every=10, normalize="published"),
+}
+
+
+class SparkeGuidance(GuidanceCallback):
+    """Prompt-aware diversity guidance as a diffusers ``callback_on_step_end``.
+
+    Parameters
+    ----------
+    objective: ``"cond-rke"`` (SPARKE), ``"rke"``, ``"vendi"`` or ``"cond-vendi"``.
+    sigma_image, sigma_text: Gaussian bandwidths of the image-feature and prompt kernels
+        (``k(x, y) = exp(-||x - y||^2 / (2 sigma^2))``); paper settings 0.8 and 0.3.
+    scale: step size eta (0 = no guidance; the images are then exactly the unguided ones).
+    every: guide every k-th step (step indices 0, k, 2k, ...); paper: 10 of 50.
+    window: optional ``(start, end)`` fractions of the run in which guidance acts.
+    kernel, kernel_text: ``"gaussian"`` or ``"cosine"``.
+    normalize: ``"published"`` (default; step length ``scale * ||z||``) or ``"none"``.
+    features: ``"latent"`` (flattened latent / its norm, default), ``"raw"`` (flattened
+        latent as is: for the 2-D toy, sigma on the data scale), ``"x0"`` (the normalised
+        predicted clean latent, one extra denoiser call per guided step; SD-family pipelines
+        with DDIM/DDPM/PNDM/DPM-Solver), or a differentiable callable
+        ``f(latents) -> (B, d)`` (e.g. a feature of the predicted clean sample); its
+        gradient is taken with autograd.
+    bank: a :class:`MemoryBank` (default, created empty), a :class:`SketchBank`, or
+        ``"sketch"`` for a new sketch with ``n_features`` random features. The bank persists
+        across pipeline calls; :meth:`reset` empties it in place.
+    max_bank_size: keep only the newest rows (a sliding window); default: full history.
+    reference: a bank of given features to repel from (novelty guidance); never updated.
+    in_batch: whether samples of one batch also repel each other (default True).
+    update_bank: add finished samples to the bank (default True).
+
+    Example::
+
+        g = SparkeGuidance(objective="cond-rke", sigma_image=0.8, sigma_text=0.3, scale=0.03, every=10)
+        images = g.generate(pipe, prompts, num_inference_steps=50, guidance_scale=7.5, generator=gen)
+
+    Taught in: 07_guided_sampling_2d, 08_guided_generation_digits, 09_stable_diffusion_on_gpu.
+    """
+
+    def __init__(self, objective: str = "cond-rke", sigma_image: float = 0.8,
+                 sigma_text: float = 0.3, scale: float = 0.03, every: int = 10, window=None,
+                 kernel: str = "gaussian", kernel_text: str = "gaussian",
+                 normalize: str = "published", features: Union[str, Callable] = "latent",
+                 bank: Union[MemoryBank, SketchBank, str, None] = None,
+                 max_bank_size: Optional[int] = None, n_features: int = 2048, seed: int = 0,
+                 reference: Union[MemoryBank, SketchBank, None] = None,
+                 in_batch: bool = True, update_bank: bool = True):
+        super().__init__(every=every, window=window)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalize {normalize!r}; choose one of {NORMALIZATIONS}")
+        if not callable(features) and features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES} or a callable, got {features!r}")
+        self.objective = objective
+        self.kernel = check_kernel(kernel)
+        self.kernel_text = check_kernel(kernel_text)
+        self.sigma_image = check_sigma(sigma_image, "sigma_image")
+        self.sigma_text = check_sigma(sigma_text, "sigma_text")
+        self.scale = check_scale(scale)
+        self.normalize = normalize
+        self.features = features
+        self.in_batch = bool(in_batch)
+        self.update_bank = bool(update_bank)
+        if bank == "sketch":
+            bank = SketchBank(self.sigma_image, self.sigma_text, conditional=self.conditional,
+                              n_features=n_features, seed=seed)
+        elif bank is None:
+            bank = MemoryBank(max_size=max_bank_size)
+        elif isinstance(bank, str):
+            raise ValueError(f"bank must be a MemoryBank, a SketchBank or 'sketch', got {bank!r}")
+        if not isinstance(bank, (MemoryBank, SketchBank)):
+            raise TypeError(f"bank must be a MemoryBank or SketchBank, got {type(bank).__name__}")
+        for b, name in ((bank, "bank"), (reference, "reference")):
+            if isinstance(b, SketchBank):
+                if self.objective in ("vendi", "cond-vendi"):
+                    raise ValueError(f"Vendi objectives need every row: use an exact MemoryBank as {name}")
+                if self.kernel != "gaussian" or (self.conditional and self.kernel_text != "gaussian"):
+                    raise ValueError(f"a SketchBank {name} supports Gaussian kernels only")
+                if abs(b.sigma_image - self.sigma_image) > 1e-12 or \
+                        (self.conditional and abs(b.sigma_text - self.sigma_text) > 1e-12):
+                    raise ValueError(f"the SketchBank {name} was built for sigma_image="
+                                     f"{b.sigma_image}, sigma_text={b.sigma_text}")
+                if b.conditional != self.conditional:
+                    raise ValueError(f"the SketchBank {name} is "
+                                     f"{'conditional' if b.conditional else 'unconditional'} but "
+                                     f"objective {objective!r} is not")
+        if reference is not None and not isinstance(reference, (MemoryBank, SketchBank)):
+            raise TypeError("reference must be a MemoryBank or SketchBank")
+        self.bank = bank
+        self.reference = reference
+        self.last_stats: Dict[str, float] = {}
+        self.n_skipped = 0
+        self._x0_ctx = None
+        self.register_to_config(objective=objective, sigma_image=self.sigma_image,
+                                sigma_text=self.sigma_text, scale=self.scale, every=self.every,
+                                window=list(self.window), kernel=self.kernel,
+                                kernel_text=self.kernel_text, normalize=normalize,
+                                in_batch=self.in_batch)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def conditional(self) -> bool:
+        return self.objective.startswith("cond-")
+
+    @property
+    def needs_prompt_features(self) -> bool:  # generate() computes them
+        return True
+
+    @property
+    def tensor_inputs(self):
+        # Without prompt features set in advance, pool them from the pipeline's embeddings;
+        # features="x0" runs the denoiser with the pipeline's prompt embeddings.
+        if (self._prompt_features is None and self.conditional) or self.features == "x0":
+            return ["latents", "prompt_embeds"]
+        return ["latents"]
+
+    def __repr__(self) -> str:
+        return (f"SparkeGuidance(objective={self.objective!r}, sigma_image={self.sigma_image}, "
+                f"sigma_text={self.sigma_text}, scale={self.scale}, every={self.every}, "
+                f"window={self.window}, normalize={self.normalize!r}, bank={self.bank!r})")
+
+    @classmethod
+    def recommended(cls, family: str, **overrides) -> "SparkeGuidance":
+        """Guidance with the measured settings for ``family`` ("toy2d", "digits",
+        "stable-diffusion"); keyword ``overrides`` win. See docs/guidance.md."""
+        if family not in RECOMMENDED:
+            raise ValueError(f"no recommended settings for {family!r}; known: {sorted(RECOMMENDED)}")
+        return cls(**{**RECOMMENDED[family], **overrides})
+
+    def reset(self) -> None:
+        """Empty the bank in place (the same object the guidance holds)."""
+        self.bank.clear()
+
+    def generate(self, pipe, prompts, **kwargs):
+        """Generate with this guidance (see :func:`sparke_lab.guidance.generate`)."""
+        return _generate(pipe, prompts, self, **kwargs)
+
+    # ---------------------------------------------------------------- features
+    def featurize(self, latents: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
+        """Features ``F`` (B, D) float32 of ``latents`` and the pull-back ``dL/dF -> dL/dz``."""
+        z = latents.detach().float().reshape(latents.shape[0], -1)
+        if callable(self.features):
+            zz = latents.detach().float().clone().requires_grad_(True)
+            with torch.enable_grad():
+                F = self.features(zz)
+                F = F.reshape(F.shape[0], -1).float()
+
+            def pull(gF):
+                (g,) = torch.autograd.grad(F, zz, grad_outputs=gF.to(F.dtype))
+                return g.reshape(z.shape)
+            return F.detach(), pull
+        if self.features == "raw":
+            return z, (lambda gF: gF)
+        ctx, self._x0_ctx = self._x0_ctx, None
+        if ctx is not None and ctx[0].shape == latents.shape:
+            # predicted clean sample x0 ~ (z - sqrt(1 - a) eps) / sqrt(a), eps held fixed:
+            # d f / d z = (I - f f^T) / (|x0| sqrt(a))
+            x0, dz = ctx[0].reshape(z.shape), ctx[1]
+            n0 = torch.linalg.vector_norm(x0, dim=1, keepdim=True).clamp_min(1e-12)
+            f0 = x0 / n0
+            return f0, (lambda gF: (gF - (gF * f0).sum(1, keepdim=True) * f0) / n0 * dz)
+        nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
+        f = z / nz
+
+        def pull(gF):  # d(z/|z|)/dz = (I - f f^T) / |z|
+            return (gF - (gF * f).sum(1, keepdim=True) * f) / nz
+        return f, pull
+
+    # ---------------------------------------------------------------- objectives
+    def _rke_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor]):
+        Tq = T if self.conditional else None
+        kw = dict(kernel=self.kernel, sigma=self.sigma_image, kernel_t=self.kernel_text,
+                  sigma_t=self.sigma_text)
+        loss, grad = self.bank.loss_and_grad(F, Tq, **kw)
+        rows = len(self.bank)
+        if self.reference is not None and len(self.reference):
+            l2, g2 = self.reference.loss_and_grad(F, Tq, **kw)
+            loss, grad, rows = loss + l2, grad + g2, rows + len(self.reference)
+        if self.in_batch and F.shape[0] > 1:
+            w = None if Tq is None else prompt_weights(Tq, Tq, self.kernel_text, self.sigma_text)
+            l3, g3 = kernel_row_loss_grad(F, F, self.kernel, self.sigma_image, w)
+            self_w = 1.0 if w is None else torch.diagonal(w)
+            loss, grad = loss + l3 - self_w, grad + g3       # self-pair: k = 1, zero gradient
+            rows += F.shape[0] - 1
+        return loss, grad, rows
+
+    def _vendi_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor]):
+        """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient
+        w.r.t. the batch rows, via ``dH/dA = V diag(-(log lam + 1)) V^T`` (stable for
+        repeated eigenvalues). O(N^2 D + N^3)."""
+        Xs, Ts = [], []
+        for b in (self.bank, self.reference):
+            if b is not None and len(b):
+                Xs.append(b.features.to(F.device, F.dtype))
+                if self.conditional:
+                    Ts.append(b.prompt_features.to(F.device, F.dtype))
+        Xs.append(F)
+        if self.conditional:
+            Ts.append(T)
+        X = torch.cat(Xs).double()
+        N, B = X.shape[0], F.shape[0]
+        sq = (X * X).sum(1)
+        dots = X @ X.T
+        if self.kernel == "gaussian":
+            KX = torch.exp(-(sq[:, None] + sq[None] - 2 * dots).clamp_min(0) / (2 * self.sigma_image ** 2))
+        else:
+            nx = sq.clamp_min(1e-24).sqrt()
+            KX = dots / nx[:, None] / nx[None]
+        KX.fill_diagonal_(1.0)
+        KT = None
+        if self.conditional:
+            Tall = torch.cat(Ts).double()
+            KT = prompt_weights(Tall, Tall, self.kernel_text, self.sigma_text).sqrt()
+            KT.fill_diagonal_(1.0)
+        K = KX if KT is None else KX * KT
+        lam, V = torch.linalg.eigh(K / N)
+        lam = lam.clamp_min(0.0)
+        pos = lam > 1e-12
+        H = -(lam[pos] * lam[pos].log()).sum()
+        dlog = torch.where(pos, -(lam.clamp_min(1e-300).log() + 1.0), torch.zeros_like(lam))
+        G = (V * dlog) @ V.T / N                                  # dH/dK
+        rows = slice(N - B, N)
+        C = G[rows] * (KX[rows] if KT is None else KX[rows] * KT[rows])  # (B, N)
+        Fb = X[rows]
+        if self.kernel == "gaussian":
+            # dH/df_b = 2 sum_j G_bj KT_bj dk/df_b,  dk/df_b = -k (f_b - x_j) / sigma^2
+            dH = (-2.0 / self.sigma_image ** 2) * (C.sum(1, keepdim=True) * Fb - C @ X)
+        else:
+            nb = Fb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            nx = sq.clamp_min(1e-24).sqrt()
+            Gw = G[rows] * (1.0 if KT is None else KT[rows])
+            kb = KX[rows]
+            dH = 2.0 * ((Gw / nx[None]) @ X / nb - (Gw * kb).sum(1, keepdim=True) * Fb / nb ** 2)
+        loss = torch.full((B,), float(-H), dtype=F.dtype, device=F.device)
+        return loss, (-dH).to(F.dtype), N - 1
+
+    def loss_and_grad(self, F: torch.Tensor, T: Optional[torch.Tensor] = None):
+        """Per-sample loss and its gradient w.r.t. the features ``F`` (B, D), plus the row count."""
+        if self.conditional and T is None:
+            raise ValueError(f"objective {self.objective!r} needs prompt features: use "
+                             "generate(), set_prompts(pipe, prompts) or set_prompt_features(T)")
+        if self.objective in ("vendi", "cond-vendi"):
+            return self._vendi_loss_grad(F, T)
+        return self._rke_loss_grad(F, T)
+
+    # ---------------------------------------------------------------- the step
+    def guide_latents(self, latents: torch.Tensor, T: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One guidance update of ``latents`` (B, ...) in float32, cast back to their dtype.
+
+        Samples whose gradient is NaN/Inf are left unchanged (with a warning).
+        """
+        B = latents.shape[0]
+        z = latents.detach().float().reshape(B, -1)
+        F, pull = self.featurize(latents)
+        if T is not None:
+            T = T.to(F.device, torch.float32)
+        # rows with NaN/Inf features neither move nor repel the others
+        valid = torch.isfinite(F).all(1)
+        if bool(valid.all()):
+            loss, gF, rows = self.loss_and_grad(F, T)
+        else:
+            loss = torch.full((B,), float("nan"), device=F.device)
+            gF = torch.full_like(F, float("nan"))
+            rows = 0
+            if bool(valid.any()):
+                lv, gv, rows = self.loss_and_grad(F[valid], None if T is None else T[valid])
+                loss[valid], gF[valid] = lv, gv
+        if rows == 0 or self.scale == 0.0:
+            return latents
+        g = pull(torch.nan_to_num(gF, nan=0.0, posinf=0.0, neginf=0.0)).reshape(B, -1)
+        g = torch.where(valid[:, None], g, torch.full_like(g, float("nan")))
+        ok = torch.isfinite(g).all(1) & torch.isfinite(loss)
+        if not bool(ok.all()):
+            self.n_skipped += int((~ok).sum())
+            warnings.warn(f"SPARKE: non-finite gradient for {int((~ok).sum())} of {B} samples; "
+                          "their guidance step is skipped", RuntimeWarning, stacklevel=2)
+            g = torch.where(ok[:, None], g, torch.zeros_like(g))
+        if self.normalize == "published":
+            gn = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+            step = torch.where(gn > 0, g / gn.clamp_min(1e-30), torch.zeros_like(g))
+            step = step * (self.scale * torch.linalg.vector_norm(z, dim=1, keepdim=True))
+        else:
+            step = self.scale * g / max(rows, 1)
+        self.last_stats = {"loss": float(loss.mean()), "step_norm": float(step.norm(dim=1).mean()),
+                           "rows": float(rows)}
+        return apply_update(latents, z - step, "SPARKE")
+
+    def _prompts_for(self, latents: torch.Tensor, callback_kwargs: Dict[str, Any]) -> Optional[torch.Tensor]:
+        B = latents.shape[0]
+        T = self._prompt_features
+        if T is not None:
+            if T.shape[0] != B:
+                if B % T.shape[0] == 0:
+                    T = T.repeat_interleave(B // T.shape[0], dim=0)
+                else:
+                    raise ValueError(f"{T.shape[0]} prompt features for a batch of {B} latents")
+            return T.to(latents.device)
+        emb = callback_kwargs.get("prompt_embeds")
+        if emb is not None and (self.conditional or self.bank.has_prompts or len(self.bank) == 0):
+            return pool_prompt_embeds(emb, B).to(latents.device)
+        return None
+
+    def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
+        latents = callback_kwargs["latents"]
+        T = self._prompts_for(latents, callback_kwargs)
+        if self.scale > 0 and self.acts_on(step_index, total):
+            has_rows = len(self.bank) > 0 or (self.reference is not None and len(self.reference) > 0) \
+                or (self.in_batch and latents.shape[0] > 1)
+            if self.features == "x0" and has_rows:
+                self._x0_ctx = self._predict_x0(pipeline, step_index, latents, callback_kwargs)
+            latents = self.guide_latents(latents, T)
+            callback_kwargs["latents"] = latents
+        if step_index == total - 1 and self.update_bank:
+            self._add_finished(latents, T)
+        return callback_kwargs
+
+    @torch.no_grad()
+    def _predict_x0(self, pipe, step_index, latents, callback_kwargs):
+        """``(x0_hat, 1 / sqrt(alpha_bar))`` of the latents after step ``step_index`` (one
+        extra denoiser call, with the pipeline's CFG), or None at the last step (x0 = z).
+        SD-family pipelines (``unet`` + ``prompt_embeds``) with a variance-preserving
+        scheduler (DDIM, DDPM, PNDM, DPM-Solver; not Euler/Heun's sigma-scaled latents)."""
+        sched = pipe.scheduler
+        ts = sched.timesteps
+        if step_index + 1 >= len(ts):
+            return None
+        emb = callback_kwargs.get("prompt_embeds")
+        unet = getattr(pipe, "unet", None)
+        if emb is None or unet is None:
+            raise ValueError("features='x0' needs an SD-family pipeline (a unet and prompt_embeds "
+                             "in the callback inputs)")
+        pred = getattr(sched.config, "prediction_type", "epsilon")
+        if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0 or \
+                getattr(sched, "alphas_cumprod", None) is None or pred not in ("epsilon", "v_prediction"):
+            raise ValueError(f"features='x0' supports variance-preserving schedulers with epsilon or "
+                             f"v prediction, not {type(sched).__name__} ({pred})")
+        t = ts[step_index + 1]
+        B = latents.shape[0]
+        cfg = emb.shape[0] == 2 * B
+        inp = torch.cat([latents, latents]) if cfg else latents
+        inp = sched.scale_model_input(inp, t)
+        kw = {}
+        if getattr(pipe, "_added_cond_kwargs", None):
+            kw["added_cond_kwargs"] = pipe._added_cond_kwargs
+        out = unet(inp, t, encoder_hidden_states=emb, return_dict=False, **kw)[0].float()
+        if cfg:
+            u, c = out.chunk(2)
+            out = u + float(getattr(pipe, "guidance_scale", 1.0)) * (c - u)
+        a = sched.alphas_cumprod[int(t)].to(latents.device).float()
+        z = latents.float()
+        if pred == "epsilon":
+            return (z - (1 - a).sqrt() * out) / a.sqrt(), float(1.0 / a.sqrt())
+        return a.sqrt() * z - (1 - a).sqrt() * out, float(a.sqrt())
+
+    def _add_finished(self, latents: torch.Tensor, T: Optional[torch.Tensor]) -> None:
+        F, _ = self.featurize(latents)
+        ok = torch.isfinite(F).all(1)
+        if not bool(ok.all()):
+            warnings.warn(f"SPARKE: {int((~ok).sum())} finished samples have NaN/Inf features "
+                          "and are not added to the bank", RuntimeWarning, stacklevel=2)
+            F = F[ok]
+            T = None if T is None else T[ok]
+        if F.shape[0] == 0:
+            return
+        bank = self.bank
+        use_T = T
+        if isinstance(bank, SketchBank):
+            use_T = T if bank.conditional else None
+        elif len(bank) > 0 and not bank.has_prompts:
+            use_T = None
+        elif len(bank) > 0 and bank.has_prompts and T is None:
+            raise ValueError("the bank stores prompt features but none are known for these "
+                             "samples: use generate() or set_prompts()")
+        bank.add(F.detach(), None if use_T is None else use_T.detach().float())

@@ -35,9 +35,16 @@ __all__ = [
 ]
 
 
+_LAZY_GUIDANCE = {"SparkeGuidance", "MemoryBank", "SketchBank", "load_bank", "ParticleGuidance",
+                  "CADS", "VendiGuidance", "IntervalGuidance", "generate"}
+
+
 def __getattr__(name):
-    # Heavy submodules load on first use so `import sparke_lab` stays fast.
-    if name in {"models", "guidance", "metrics", "plotting", "widgets"}:
-        import importlib
+    # Heavy submodules (diffusers, UMAP) load on first use so `import sparke_lab` stays fast.
+    import importlib
+    if name in {"models", "guidance", "metrics", "plotting", "widgets", "experiments", "report",
+                "embeddings", "teaching"}:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_GUIDANCE:
+        return getattr(importlib.import_module(".guidance", __name__), name)
     raise AttributeError(f"module 'sparke_lab' has no attribute {name!r}")

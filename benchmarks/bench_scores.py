@@ -85,8 +85,9 @@ def main(argv=None):
     print(format_table(rows, ["n", "d", "method", "seconds", "ratio", "rel. error", "value"], "{:.4g}"))
     print("ratio = time of the reference row / time of this row, except rows 2-3: their time / exact RKE time")
     full_matrix_mb = args.n_large**2 * 4 / 2**20
-    print(f"peak RSS increase of the exact chunked path: {rss_exact:.0f} MB "
-          f"(an n x n float32 kernel matrix would need {full_matrix_mb:.0f} MB)")
+    print(f"process peak RSS after the exact chunked path: {rss0 + rss_exact:.0f} MB in all "
+          f"(+{rss_exact:.0f} MB during it); an n x n float32 kernel matrix alone would need "
+          f"{full_matrix_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def cmd_demo(args) -> int:
     """The main job: a SPARKE comparison on the shipped digits model."""
     from .utils import full_size
     full = args.full or full_size()
-    argv = ["compare", *DEMO_COMPARE, "--per-prompt", "32" if full else "6", "--seed", str(args.seed),
+    argv = ["compare", *DEMO_COMPARE, "--per-prompt", "32" if full else "8", "--seed", str(args.seed),
             "--out", args.out + ("-full" if full else "")]
     print("sparke-lab demo: " + " ".join(argv))
     return cmd_compare(build_parser().parse_args(argv))

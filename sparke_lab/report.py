@@ -1,6 +1,6 @@
 """The comparison report: one self-contained ``report.html`` (figures embedded) plus PNG files.
 
-Sections: the metrics table (with bootstrap intervals), image grids side by side, a UMAP map
+Sections: the metrics table (with intervals for the gain over the first method), image grids side by side, a UMAP map
 of image features coloured by method and by prompt, eigenspectra per method, mode galleries
 (the samples carrying the top eigenvectors) and the fidelity-diversity curve over the
 guidance scale. Opens in a browser with no server. Used by ``sparke-lab compare``.
@@ -117,8 +117,8 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         body.append(f'<tr data-method="{html.escape(m)}">' + "".join(cells) + "</tr>")
     parts.append("<h2>Metrics</h2><p>Diversity and fidelity per method on the same prompts and seeds. "
                  f"Arrows show the better direction. Under Cond-Vendi: the difference Δ to {html.escape(methods[0])} "
-                 "with a 95 % paired bootstrap interval over images (same seeds for every method): an "
-                 "interval that contains 0 does not show a real gain. Image-feature bandwidth "
+                 "with a 95 % interval (paired half-sample subsampling over images, same seeds for every "
+                 "method): an interval that contains 0 does not show a real gain. Image-feature bandwidth "
                  f"σ = {sigma:.3g} (median heuristic).</p>"
                  f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 

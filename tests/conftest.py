@@ -12,3 +12,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def rng():
     import numpy as np
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models on a small shared CPU run several times faster on one thread."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -8,13 +8,7 @@ from sparke_lab import models
 from sparke_lab.models.judge import load_digits_judge, train_judge, to_judge_input
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models on a small shared CPU run several times faster on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

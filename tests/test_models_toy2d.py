@@ -8,13 +8,7 @@ from sparke_lab.models.toy2d import ToyMixture, load_toy2d, sample_toy2d, train_
 from sparke_lab.utils import make_generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models on a small shared CPU run several times faster on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

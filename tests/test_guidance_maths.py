@@ -237,3 +237,16 @@ def test_reference_bank_repels_but_is_not_updated():
     assert not torch.equal(out, z)
     g._add_finished(out, None)
     assert len(ref) == 5 and len(g.bank) == 1
+
+
+def test_vendi_gradient_cosine_kernel_equals_autograd():
+    X, T, Z, Tq = _data(n=8, B=2, D=6, seed=2)
+    g = SparkeGuidance(objective="vendi", kernel="cosine", features="raw")
+    g.bank.add(X.float(), T.float())
+    loss, gF, _ = g.loss_and_grad(Z.float(), Tq.float())
+    Zr = Z.clone().requires_grad_(True)
+    A = torch.cat([X, Zr])
+    An = A / A.norm(dim=1, keepdim=True)
+    lam = torch.linalg.eigvalsh(An @ An.T / A.shape[0]).clamp_min(1e-30)
+    (g_ref,) = torch.autograd.grad((lam * lam.log()).sum(), Zr)  # -H
+    assert torch.allclose(gF.double(), g_ref, rtol=1e-3, atol=1e-5)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from ..kernels import check_kernel, check_sigma
+from ..kernels import check_kernel, check_sigma, kernel_matrix
 from ._base import (GuidanceCallback, apply_update, check_scale, generate as _generate)
 from .bank import MemoryBank, SketchBank, kernel_row_loss_grad, prompt_weights
 from .pipelines import pool_prompt_embeds
@@ -246,14 +246,7 @@ class SparkeGuidance(GuidanceCallback):
             Ts.append(T)
         X = torch.cat(Xs).double()
         N, B = X.shape[0], F.shape[0]
-        sq = (X * X).sum(1)
-        dots = X @ X.T
-        if self.kernel == "gaussian":
-            KX = torch.exp(-(sq[:, None] + sq[None] - 2 * dots).clamp_min(0) / (2 * self.sigma_image ** 2))
-        else:
-            nx = sq.clamp_min(1e-24).sqrt()
-            KX = dots / nx[:, None] / nx[None]
-        KX.fill_diagonal_(1.0)
+        KX = kernel_matrix(X, kernel=self.kernel, sigma=self.sigma_image)  # unit diagonal
         KT = None
         if self.conditional:
             Tall = torch.cat(Ts).double()
@@ -274,7 +267,7 @@ class SparkeGuidance(GuidanceCallback):
             dH = (-2.0 / self.sigma_image ** 2) * (C.sum(1, keepdim=True) * Fb - C @ X)
         else:
             nb = Fb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            nx = sq.clamp_min(1e-24).sqrt()
+            nx = X.norm(dim=1).clamp_min(1e-12)
             Gw = G[rows] * (1.0 if KT is None else KT[rows])
             kb = KX[rows]
             dH = 2.0 * ((Gw / nx[None]) @ X / nb - (Gw * kb).sum(1, keepdim=True) * Fb / nb ** 2)

@@ -1,6 +1,6 @@
 # sparke-lab: `make demo` runs the main job, `make test` runs every test and notebook.
 # Both create the virtual environment on first use. Override the torch build with e.g.
-#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+#   make demo TORCH_SPEC="torch==2.13.0 --index-url URL"   (any pip arguments)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0

@@ -24,12 +24,19 @@ def _gaussian_frequencies(dim: int, m: int, seed: int, orthogonal: bool) -> torc
     g = torch.Generator().manual_seed(seed)
     if not orthogonal:
         return torch.randn(dim, m, generator=g, dtype=torch.float64)
-    nb = -(-m // dim)
-    Q, R = torch.linalg.qr(torch.randn(nb, dim, dim, generator=g, dtype=torch.float64))
-    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar rotations
-    norms = torch.randn(nb, dim, dim, generator=g, dtype=torch.float64).norm(dim=1)  # chi_dim
-    omega = Q * norms.unsqueeze(-2)  # scale column j of each block by its own length
-    return omega.permute(1, 0, 2).reshape(dim, nb * dim)[:, :m]
+    nb, rest = divmod(m, dim)
+    blocks = []
+    if nb:  # full square blocks, QR batched (cheap when dim is small and m large)
+        Q, R = torch.linalg.qr(torch.randn(nb, dim, dim, generator=g, dtype=torch.float64))
+        Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)  # uniform rotations
+        lengths = torch.randn(nb, dim, dim, generator=g, dtype=torch.float64).norm(dim=1)  # chi_dim
+        blocks.append((Q * lengths.unsqueeze(-2)).permute(1, 0, 2).reshape(dim, nb * dim))
+    if rest:  # reduced QR of a (dim, rest) Gaussian: O(dim rest^2), never O(dim^3)
+        Q, R = torch.linalg.qr(torch.randn(dim, rest, generator=g, dtype=torch.float64))
+        Q = Q * torch.sign(torch.diagonal(R))
+        lengths = torch.randn(dim, rest, generator=g, dtype=torch.float64).norm(dim=0)
+        blocks.append(Q * lengths)
+    return torch.cat(blocks, dim=1)
 
 
 class FourierFeatures:

@@ -5,6 +5,11 @@
 * :data:`DIGIT_PROMPTS`, :func:`digit_prompt_features`, :func:`prompted_digits`: a toy
   "prompt -> image" data set built from real handwritten digits, with prompt features whose
   similarity reflects meaning (prompts that allow the same digits are close), 03 and 05.
+* :func:`toy_mode_tv`, :class:`toy_cads`, :func:`rke_guidance_field`, :func:`plot_toy_methods`,
+  :func:`toy_guided_panel`, :func:`toy_guidance_explorer`: guided sampling on the 2-D toy, 07.
+* :func:`tile_images`, :func:`show_tiles`: image grids inside one axes, 08-10.
+* :func:`write_demo_image_folder`, :func:`load_image_folder`, :func:`downsampled_pixels`:
+  scoring a folder of your own images, 10.
 """
 from __future__ import annotations
 
@@ -142,3 +147,299 @@ def assign_modes(spectrum, n_modes: int = 10) -> np.ndarray:
     if k < 1:
         raise ValueError("n_modes must be >= 1")
     return np.argmax(V[:, :k], axis=1)
+
+
+# ------------------------------------------------------- guided sampling on the 2-D toy (07)
+def toy_mode_tv(mixture, points, labels) -> np.ndarray:
+    """Per-class total-variation distance ``0.5 * sum |w_hat - w|`` between the empirical mode
+    weights of ``points`` (see ``ToyMixture.mode_weights``) and the true weights; (n_classes,).
+    Taught in: 07_guided_sampling_2d.
+    """
+    W = mixture.mode_weights(points, labels)
+    return 0.5 * np.abs(W - np.asarray(mixture.weights)[None]).sum(1)
+
+
+class _ToyCADSEmbedding:
+    """CADS on the toy's class embedding: the embedding of a real class is annealed with noise
+    as CADS anneals a prompt embedding; the null class of CFG stays clean."""
+
+    def __init__(self, emb, cads, null: int):
+        import torch
+        self.emb, self.cads, self.null = emb, cads, int(null)
+        self.s = 1.0
+        self.gen = torch.Generator().manual_seed(int(getattr(cads, "seed", 0)))
+
+    def __call__(self, labels):
+        import math as _m
+        import torch
+        y = self.emb(labels)
+        g = self.cads.gamma(self.s)
+        if g >= 1.0:
+            return y
+        eps = torch.randn(y.shape, generator=self.gen).to(y)
+        noisy = _m.sqrt(g) * y + self.cads.noise_scale * _m.sqrt(1 - g) * eps
+        mu, sd = y.mean(1, keepdim=True), y.std(1, keepdim=True)
+        resc = (noisy - noisy.mean(1, keepdim=True)) / noisy.std(1, keepdim=True) * sd + mu
+        noisy = self.cads.rescale * resc + (1 - self.cads.rescale) * noisy
+        return torch.where((labels == self.null)[:, None], y, noisy)
+
+
+class _ToyCADSClock:
+    tensor_inputs = ["latents"]
+
+    def __init__(self, wrapper):
+        self.w = wrapper
+
+    def __call__(self, pipe, i, t, kw):
+        self.w.s = 1.0 - (i + 1) / pipe.num_timesteps     # normalised time of the next step
+        return kw
+
+
+class toy_cads:
+    """Context manager: CADS (condition annealing) on the 2-D toy, yielding the callback to pass
+    to ``generate``. The toy sampler reads no prompt embedding back, so CADS is applied to the
+    model's class embedding (swapped in, restored on exit). ``cads``: a
+    :class:`sparke_lab.guidance.CADS` for its schedule (default ``CADS()``: .6/.9/.25).
+    Taught in: 07_guided_sampling_2d (same recipe as ``benchmarks/guidance_experiments.py``).
+    """
+
+    def __init__(self, model, cads=None):
+        from .guidance import CADS
+        self.model, self.cads = model, cads if cads is not None else CADS()
+
+    def __enter__(self):
+        import torch
+        self._orig = self.model.class_emb
+        wrapper = _ToyCADSEmbedding(self._orig, self.cads, self.model.null_class)
+
+        class _Mod(torch.nn.Module):
+            def forward(self_inner, labels):
+                return wrapper(labels)
+        self.model.class_emb = _Mod()
+        return _ToyCADSClock(wrapper)
+
+    def __exit__(self, *exc):
+        self.model.class_emb = self._orig
+        return False
+
+
+def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: int,
+                       sigma_image: float = 1.0, sigma_text: float = 0.3,
+                       lim: float = 3.0, n: int = 21, conditional: bool = True):
+    """The descent direction of the (conditional) inverse RKE on a grid of 2-D points.
+
+    The bank holds ``bank_points`` (m, 2) with one-hot prompt features of ``bank_classes``; a
+    query point ``f`` of class ``query_class`` has loss ``L(f) = sum_i k_T(t_i, t)^2
+    k_X(x_i, f)^2`` (``conditional=False``: no ``k_T`` factor). Returns ``(gx, gy, U, V, L)``:
+    grid coordinates (n, n), the negative gradient components (n, n) and the loss (n, n).
+    Taught in: 07_guided_sampling_2d.
+    """
+    import torch
+    from .guidance import MemoryBank
+    Xb = torch.as_tensor(np.asarray(bank_points, dtype=np.float32))
+    eye = torch.eye(int(n_classes))
+    Tb = eye[torch.as_tensor(np.asarray(bank_classes, dtype=np.int64))]
+    bank = MemoryBank.from_features(Xb, Tb)
+    xs = np.linspace(-lim, lim, int(n), dtype=np.float32)
+    gx, gy = np.meshgrid(xs, xs)
+    F = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))
+    Tq = eye[int(query_class)].expand(len(F), -1).contiguous() if conditional else None
+    loss, grad = bank.loss_and_grad(F, Tq, kernel="gaussian", sigma=float(sigma_image),
+                                    kernel_t="gaussian", sigma_t=float(sigma_text))
+    U, V = (-grad).numpy().T
+    return gx, gy, U.reshape(gx.shape), V.reshape(gx.shape), loss.numpy().reshape(gx.shape)
+
+
+def plot_toy_methods(results: Dict[str, np.ndarray], labels, mixture, cols: int = 4):
+    """Scatter plots of 2-D toy samples per method (coloured by requested class, mode centres
+    as crosses) and, below each, the mode weights of class 0 against the truth; titles give
+    the mean TV distance and the on-mode fraction. ``results``: name -> (n, 2) points.
+    Returns the figure. Taught in: 07_guided_sampling_2d.
+    """
+    import matplotlib.pyplot as plt
+    from .plotting import categorical_colors
+    names = list(results)
+    cols = min(int(cols), len(names))
+    blocks = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(2 * blocks, cols, figsize=(3.1 * cols, 5.4 * blocks),
+                             gridspec_kw={"height_ratios": [2.2, 1] * blocks}, squeeze=False)
+    colors = categorical_colors(mixture.n_classes)
+    labels = np.asarray(labels)
+    truth = np.asarray(mixture.weights)
+    k = mixture.modes_per_class
+    for j, name in enumerate(names):
+        r, c = divmod(j, cols)
+        ax, bx = axes[2 * r, c], axes[2 * r + 1, c]
+        P = np.asarray(results[name], dtype=float)
+        for cl in range(mixture.n_classes):
+            m = labels == cl
+            ax.scatter(P[m, 0], P[m, 1], s=5, alpha=0.6, lw=0, color=colors[cl])
+        C = mixture.centers
+        ax.scatter(C[:, 0], C[:, 1], marker="x", s=25, color="k", lw=1)
+        ax.set_aspect("equal")
+        lim = mixture.radius * 1.6
+        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim)
+        ax.set_xticks([]), ax.set_yticks([])
+        tv = toy_mode_tv(mixture, P, labels)
+        ax.set_title(f"{name}\nTV {np.nanmean(tv):.3f}, on-mode "
+                     f"{mixture.on_mode_fraction(P, labels):.0%}", fontsize=9)
+        W = mixture.mode_weights(P, labels)
+        x = np.arange(k)
+        bx.bar(x - 0.2, truth, 0.4, color="0.75", label="truth")
+        bx.bar(x + 0.2, np.nanmean(W, 0), 0.4, color=colors[0], label="samples (mean over classes)")
+        bx.set_xticks(x, ["dominant", "second", "third"][:k] if k <= 3 else [str(i) for i in range(k)], fontsize=8)
+        bx.set_ylim(0, 1)
+        if c == 0:
+            bx.set_ylabel("weight")
+        if j == 0:
+            bx.legend(fontsize=7, loc="upper right")
+    for j in range(len(names), blocks * cols):
+        r, c = divmod(j, cols)
+        axes[2 * r, c].axis("off"), axes[2 * r + 1, c].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def toy_guided_panel(model, labels, scale: float = 1.0, sigma: float = 1.0, cfg: float = 3.0,
+                     num_steps: int = 50, batch_size: int = 50, seed: int = 0):
+    """Sample the 2-D toy at CFG ``cfg`` without and with SPARKE (recommended toy settings with
+    ``scale`` and ``sigma_image=sigma``) and draw both with :func:`plot_toy_methods`.
+    The drawing function of :func:`toy_guidance_explorer`. Taught in: 07_guided_sampling_2d.
+    """
+    import torch
+    from .guidance import SparkeGuidance, generate
+    out = {}
+    for name, cb in [(f"CFG {cfg:g}, no guidance", None),
+                     (f"SPARKE scale {scale:.3g}, σ {sigma:.3g}",
+                      SparkeGuidance.recommended("toy2d", scale=float(scale), sigma_image=float(sigma))
+                      if scale > 0 else None)]:
+        out[name] = generate(model, labels, cb, batch_size=batch_size, num_inference_steps=num_steps,
+                             guidance_scale=cfg, generator=torch.Generator().manual_seed(seed),
+                             progress=False)
+    return plot_toy_methods(out, labels, model.mixture, cols=2)
+
+
+def toy_guidance_explorer(model, labels, scale: float = 1.0, sigma: float = 1.0, **fixed):
+    """Sliders for SPARKE's scale and image bandwidth sigma over :func:`toy_guided_panel`
+    (a :class:`sparke_lab.widgets.LiveFigure`, drawn once at the defaults).
+    Taught in: 07_guided_sampling_2d.
+    """
+    import ipywidgets as W
+    from .widgets import LiveFigure, _sigma_slider
+    scale_w = W.FloatSlider(value=scale, min=0.0, max=4.0, step=0.25, description="scale",
+                            continuous_update=False)
+    return LiveFigure(toy_guided_panel, {"scale": scale_w,
+                                         "sigma": _sigma_slider(sigma, 0.1, 5.0)},
+                      model=model, labels=labels, **fixed)
+
+
+# ------------------------------------------------------- your own images (10)
+def write_demo_image_folder(folder, images, prompts, csv: bool = False) -> list:
+    """Write images (n, H, W) in [0, 1] as grayscale PNGs into ``folder``; the prompt goes
+    into the file name (``0007__an odd digit.png``) or, with ``csv=True``, into
+    ``prompts.csv`` (columns ``file,prompt``). Returns the written paths.
+    Taught in: 10_evaluate_your_own_model.
+    """
+    import csv as _csv
+    from pathlib import Path
+    from PIL import Image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    imgs = np.asarray(images, dtype=float)
+    if imgs.ndim == 4 and imgs.shape[1] == 1:
+        imgs = imgs[:, 0]
+    if len(imgs) != len(prompts):
+        raise ValueError(f"{len(imgs)} images but {len(prompts)} prompts")
+    paths, rows = [], []
+    for i, (im, p) in enumerate(zip(imgs, prompts)):
+        name = f"{i:04d}.png" if csv else f"{i:04d}__{p}.png"
+        Image.fromarray(np.clip(np.rint(im * 255), 0, 255).astype(np.uint8), mode="L").save(folder / name)
+        paths.append(folder / name)
+        rows.append((name, p))
+    if csv:
+        with open(folder / "prompts.csv", "w", newline="") as fh:
+            w = _csv.writer(fh)
+            w.writerow(["file", "prompt"])
+            w.writerows(rows)
+    return paths
+
+
+def load_image_folder(folder, size: Optional[int] = None) -> Tuple[np.ndarray, list]:
+    """Read every PNG/JPEG of ``folder`` (sorted by name) as grayscale floats in [0, 1],
+    resized to ``size`` x ``size`` when given; returns ``(images (n, H, W), prompts)``.
+    Prompts come from ``prompts.csv`` (columns ``file,prompt``) when present, else from the
+    file name after ``__`` (``0007__an odd digit.png``), else ``None``.
+    Taught in: 10_evaluate_your_own_model.
+    """
+    import csv as _csv
+    from pathlib import Path
+    from PIL import Image
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise FileNotFoundError(f"no .png/.jpg images in {folder}")
+    table = {}
+    if (folder / "prompts.csv").is_file():
+        with open(folder / "prompts.csv", newline="") as fh:
+            table = {r["file"]: r["prompt"] for r in _csv.DictReader(fh)}
+    imgs, prompts = [], []
+    for p in files:
+        im = Image.open(p).convert("L")
+        if size is not None and im.size != (size, size):
+            im = im.resize((int(size), int(size)), Image.BILINEAR)
+        imgs.append(np.asarray(im, dtype=np.float32) / 255.0)
+        prompts.append(table.get(p.name, p.stem.split("__", 1)[1] if "__" in p.stem else None))
+    shapes = {a.shape for a in imgs}
+    if len(shapes) > 1:
+        raise ValueError(f"images have different sizes {sorted(shapes)}; pass size=")
+    return np.stack(imgs), prompts
+
+
+# ------------------------------------------------------- image grids in one axes (08-10)
+def tile_images(images, nrow: int = 8, pad: int = 1, value: float = 0.5) -> np.ndarray:
+    """Tile images (B, H, W), (B, 1, H, W) or (B, H, W, 1) in [0, 1] into one (rows, cols) array
+    with ``nrow`` images per row and ``pad`` pixels of ``value`` between them, for
+    ``ax.imshow`` next to other panels (``plotting.plot_image_grid`` makes its own figure).
+    Taught in: 08_guided_generation_digits, 09_stable_diffusion_on_gpu, 10_evaluate_your_own_model.
+    """
+    imgs = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
+    if imgs.ndim == 4 and imgs.shape[1] in (1, 3) and imgs.shape[-1] not in (1, 3):
+        imgs = imgs.transpose(0, 2, 3, 1)
+    if imgs.ndim == 4 and imgs.shape[-1] == 1:
+        imgs = imgs[..., 0]
+    if imgs.ndim not in (3, 4) or len(imgs) == 0:
+        raise ValueError(f"expected a non-empty stack of images, got shape {imgs.shape}")
+    B, H, W = imgs.shape[:3]
+    ncol = min(int(nrow), B)
+    nr = int(np.ceil(B / ncol))
+    out = np.full((nr * (H + pad) - pad, ncol * (W + pad) - pad) + imgs.shape[3:], value)
+    for k in range(B):
+        r, c = divmod(k, ncol)
+        out[r * (H + pad):r * (H + pad) + H, c * (W + pad):c * (W + pad) + W] = imgs[k]
+    return out
+
+
+def show_tiles(images, ax, nrow: int = 8, title: str = "") -> None:
+    """Draw :func:`tile_images` into ``ax`` (gray colour map for one channel, no ticks).
+    Taught in: 08_guided_generation_digits, 09_stable_diffusion_on_gpu.
+    """
+    t = tile_images(images, nrow)
+    ax.imshow(t, cmap="gray" if t.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title)
+    ax.grid(False)
+
+
+def downsampled_pixels(images, size: int = 16) -> np.ndarray:
+    """Generic image features: grayscale images (n, H, W) in [0, 1], area-downsampled to
+    ``size`` x ``size`` and flattened to (n, size*size). A baseline when no learned feature
+    extractor fits your images. Taught in: 10_evaluate_your_own_model.
+    """
+    import torch
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3:
+        raise ValueError(f"expected grayscale images (n, H, W), got shape {tuple(x.shape)}")
+    x = torch.nn.functional.adaptive_avg_pool2d(x[:, None], int(size))
+    return x.reshape(len(x), -1).numpy().astype(np.float64)

@@ -9,6 +9,8 @@ import sparke_lab as sl
 from sparke_lab.guidance import MemoryBank, SketchBank, SparkeGuidance, load_bank
 from sparke_lab.guidance.bank import kernel_row_loss_grad, prompt_weights
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
+
 
 def _data(n=12, B=3, D=10, e=4, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -10,6 +10,8 @@ from sparke_lab.guidance import (CADS, IntervalGuidance, MemoryBank, ParticleGui
                                  pipeline_family)
 from sparke_lab.guidance.testing import tiny_pipeline
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
+
 warnings.filterwarnings("ignore", category=FutureWarning)
 PROMPTS = ["a cat", "a dog", "a red car"]
 

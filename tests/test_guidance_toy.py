@@ -5,6 +5,8 @@ import torch
 
 from sparke_lab.guidance import SparkeGuidance, generate
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
+
 
 def _toy():
     try:

@@ -418,8 +418,10 @@ class SketchBank:
     def _build(self, dim: int, prompt_dim: Optional[int], device) -> None:
         self.dim, self.prompt_dim = int(dim), (None if prompt_dim is None else int(prompt_dim))
         total = self.dim + (self.prompt_dim or 0)
+        # plain (not orthogonal-block) frequencies: orthogonalising blocks of size D + e
+        # costs O((D + e)^3), minutes at SD latent size, for no gain at m << D
         self._fm = FourierFeatures(total, "gaussian", 1.0, self.n_features, self.seed,
-                                   device=device, dtype=torch.float32)
+                                   device=device, dtype=torch.float32, orthogonal=False)
         self._S = torch.zeros(2 * self.n_features, dtype=torch.float64, device=device)
         self._M = torch.zeros(self.dim, 2 * self.n_features, dtype=torch.float32, device=device)
         self.device = torch.device(device)
@@ -497,7 +499,8 @@ class SketchBank:
                 "prompt_dim": "" if self.prompt_dim is None else str(self.prompt_dim),
                 "sigma_image": repr(self.sigma_image), "sigma_text": repr(self.sigma_text),
                 "conditional": str(int(self.conditional)), "n_features": str(self.n_features),
-                "seed": str(self.seed), "total_added": str(self.total_added)}
+                "seed": str(self.seed), "total_added": str(self.total_added),
+                "frequencies": "gaussian-iid"}
         if extra:
             meta["extra"] = json.dumps(extra)
         save_file({"sum": self._S.detach().cpu().contiguous(),
@@ -520,6 +523,8 @@ class SketchBank:
             n = int(meta["n"])
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{path}: incomplete sketch-bank metadata ({exc})") from exc
+        if meta.get("frequencies", "gaussian-iid") != "gaussian-iid":
+            raise ValueError(f"{path}: unsupported random-feature kind {meta.get('frequencies')!r}")
         S = tensors.get("sum")
         if S is None or S.shape != (2 * bank.n_features,):
             raise ValueError(f"{path}: running sum does not match n_features")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
-import sys
 import time
 from typing import Dict, List
 
@@ -39,42 +37,6 @@ def _fmt(v) -> str:
 
 
 # ============================================================================ 2-D toy
-class _ToyCADS(torch.nn.Module):
-    """CADS on the toy's class embedding (the toy sampler does not read prompt_embeds back):
-    the embedding of a real class is annealed with noise exactly as CADS anneals a prompt
-    embedding; the null class of CFG stays clean."""
-
-    def __init__(self, emb: torch.nn.Embedding, cads: CADS, null: int):
-        super().__init__()
-        self.emb, self.cads, self.null = emb, cads, null
-        self.s = 0.0      # normalised time of the current step (1 = noise)
-        self.gen = torch.Generator().manual_seed(cads.seed)
-
-    def forward(self, labels):
-        y = self.emb(labels)
-        g = self.cads.gamma(self.s)
-        if g >= 1.0:
-            return y
-        eps = torch.randn(y.shape, generator=self.gen)
-        noisy = math.sqrt(g) * y + self.cads.noise_scale * math.sqrt(1 - g) * eps
-        mu, sd = y.mean(1, keepdim=True), y.std(1, keepdim=True)
-        resc = (noisy - noisy.mean(1, keepdim=True)) / noisy.std(1, keepdim=True) * sd + mu
-        noisy = self.cads.rescale * resc + (1 - self.cads.rescale) * noisy
-        keep = (labels == self.null)[:, None]
-        return torch.where(keep, y, noisy)
-
-
-class _ToyCADSClock:
-    tensor_inputs = ["latents"]
-
-    def __init__(self, wrapper):
-        self.w = wrapper
-
-    def __call__(self, pipe, i, t, kw):
-        self.w.s = 1.0 - (i + 1) / pipe.num_timesteps
-        return kw
-
-
 def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 50,
         sweep: bool = True) -> None:
     from sparke_lab.models import load_toy2d
@@ -119,14 +81,9 @@ def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 
     for name, make in methods.items():
         rows.append({"method": name, **run(make())})
     # CADS on the class embedding
-    cads = CADS()
-    wrapper = _ToyCADS(model.class_emb, cads, model.null_class)
-    orig = model.class_emb
-    model.class_emb = wrapper
-    try:
-        rows.append({"method": "CADS (.6/.9/.25)", **run(_ToyCADSClock(wrapper))})
-    finally:
-        model.class_emb = orig
+    from sparke_lab.teaching import toy_cads
+    with toy_cads(model, CADS()) as callback:
+        rows.append({"method": "CADS (.6/.9/.25)", **run(callback)})
     print(f"\n2-D toy: {len(labels)} samples ({n_per_class}/class), CFG {cfg}, {steps} DDIM steps; "
           f"true weights {truth.tolist()}; TV = total-variation distance of each class's mode "
           "weights to the truth (mean over classes)")

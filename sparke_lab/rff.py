@@ -95,6 +95,22 @@ class FourierFeatures:
         scale = 1.0 / math.sqrt(self.n_features)
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1) * scale
 
+    def feature_sum(self, X: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """``sum_i phi(x_i)`` in float64 (the mean embedding times n), chunk by chunk.
+
+        Sums the cos and sin halves directly: no (n, 2m) feature matrix, no float64 copy.
+        """
+        if self.kernel == "cosine":
+            return sum(self(X[s:s + chunk]).sum(0, dtype=torch.float64) for s in range(0, X.shape[0], chunk))
+        omega = self.omega if self.omega.device == X.device else self.omega.to(X.device)
+        c = torch.zeros(self.n_features, dtype=torch.float64, device=X.device)
+        s_ = torch.zeros_like(c)
+        for start in range(0, X.shape[0], chunk):
+            proj = X[start:start + chunk].to(self.dtype) @ omega
+            c += torch.cos(proj).sum(0, dtype=torch.float64)
+            s_ += torch.sin(proj).sum(0, dtype=torch.float64)
+        return torch.cat([c, s_]) / math.sqrt(self.n_features)
+
     def map_in_chunks(self, X: torch.Tensor, chunk: int = 8192):
         """Yield feature blocks of ``chunk`` rows (memory O(chunk * out_dim))."""
         for start in range(0, X.shape[0], chunk):
@@ -117,9 +133,13 @@ def joint_feature_map(dim_x: int, dim_t: int, kernel: str, sigma_x: float, sigma
         sx, st = check_sigma(sigma_x, "sigma_x"), check_sigma(sigma_t, "sigma_t")
         fm = FourierFeatures(dim_x + dim_t, "gaussian", 1.0, n_features, seed, device, dtype)
 
+        def joined(X: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+            return torch.cat([X.to(dtype) / sx, T.to(X.device, dtype) / st], dim=1)
+
         def phi(X: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-            return fm(torch.cat([X.to(dtype) / sx, T.to(X.device, dtype) / st], dim=1))
+            return fm(joined(X, T))
         phi.out_dim = fm.out_dim
+        phi.feature_sum = lambda X, T: fm.feature_sum(joined(X, T))
         return phi
     fx = FourierFeatures(dim_x, kernel, sigma_x, n_features, seed, device, dtype)
     ft = FourierFeatures(dim_t, kernel_t, sigma_t, n_features, seed + 1, device, dtype)

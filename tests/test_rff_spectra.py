@@ -100,3 +100,12 @@ def test_exact_eigen_route_refuses_huge_n(monkeypatch):
     with pytest.raises(ValueError, match="method='rff'"):
         sl.vendi_score(X)
     assert sl.vendi_score(X, method="rff", n_features=64) > 1
+
+
+def test_feature_sum_equals_sum_of_features(rng):
+    X = torch.from_numpy(rng.normal(size=(300, 5)))
+    T = torch.from_numpy(rng.normal(size=(300, 2)))
+    fm = FourierFeatures(5, "gaussian", sigma=1.3, n_features=64, seed=1, dtype=torch.float64)
+    torch.testing.assert_close(fm.feature_sum(X, chunk=70), fm(X).sum(0))
+    phi = joint_feature_map(5, 2, "gaussian", 1.3, 0.4, n_features=64, dtype=torch.float64)
+    torch.testing.assert_close(phi.feature_sum(X, T), phi(X, T).sum(0))

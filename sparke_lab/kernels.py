@@ -193,7 +193,10 @@ def _kernel_power_block(pairs) -> torch.Tensor:
     exponent, product = None, None
     for X, Y, kernel, sigma, power in pairs:
         if kernel == "gaussian":
-            e = squared_distances(X, Y).mul_(-power / (2.0 * sigma**2))
+            # -c ||x - y||^2 = -c (|x|^2 + |y|^2) + 2c x.y in one fused addmm; <= 0 up to round-off
+            c = power / (2.0 * sigma**2)
+            norms = (X * X).sum(1, keepdim=True) + (Y * Y).sum(1, keepdim=True).T
+            e = torch.addmm(norms, X, Y.T, beta=-c, alpha=2.0 * c).clamp_max_(0.0)
             exponent = e if exponent is None else exponent.add_(e)
         else:
             f = (X @ Y.T).pow_(power)

@@ -75,19 +75,31 @@ def cmd_mixture(args) -> int:
 
 def cmd_compare(args) -> int:
     from .demo import format_table
+    from .distributed import init_distributed, shutdown
     from .experiments import ComparisonRun, RunConfig, load_prompt_file, parse_methods
     from .utils import pick_device
     prompts = load_prompt_file(args.prompts)
     methods = parse_methods(args.methods)
+    if args.per_prompt < 2 or args.steps < 1 or args.batch_size < 1:
+        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
+    group = init_distributed(args.backend, sketch_sync=args.sketch_sync)  # a group of one outside torchrun
+    device = args.device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
+    # a round is --batch-size samples on each process: the same folder resumes on any process count
     cfg = RunConfig(model=args.model, prompts=[dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid))
                                                for p in prompts],
                     methods=methods, per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg,
-                    seed=args.seed, batch_size=args.batch_size, device=str(pick_device(args.device)),
-                    dtype=args.dtype or "auto", features=args.features)
-    if cfg.per_prompt < 2 or cfg.steps < 1 or cfg.batch_size < 1:
-        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
-    run = ComparisonRun(cfg, Path(args.out), progress=not args.no_progress)
-    results = run.run()
+                    seed=args.seed, batch_size=args.batch_size * group.world_size, device=device,
+                    dtype=args.dtype or "auto", features=args.features, bank=args.bank)
+    try:
+        run = ComparisonRun(cfg, Path(args.out), progress=not args.no_progress, group=group)
+        results = run.run(evaluate=not args.no_eval)
+    finally:
+        shutdown()
+    if not group.is_main:
+        return 0
+    if args.no_eval:
+        print(f"samples and banks in {Path(args.out) / 'samples'} (no evaluation: --no-eval)")
+        return 0
     cols = ["method", "samples", "cond_vendi", "vendi", "rke", "in_batch_sim", "broad_spread",
             "prompt_fidelity", "precision", "recall", "coverage", "kid", "sec_per_sample"]
     cols = [c for c in cols if any(c in r for r in results.values())]
@@ -148,11 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=25)
     c.add_argument("--cfg", type=float, default=7.0)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--batch-size", type=int, default=16, help="samples per batch on each process")
     c.add_argument("--device", default=None, help="default: cuda > mps > cpu")
     c.add_argument("--dtype", default=None, help="fp16/bf16/fp32 (default fp16 on CUDA, fp32 elsewhere)")
     c.add_argument("--features", default="auto", help="auto (judge for digits, pixels otherwise), pixels, or module:function")
     c.add_argument("--out", default="outputs/compare")
+    c.add_argument("--bank", default="exact", choices=["exact", "sketch"],
+                   help="SPARKE/RKE memory bank: exact rows or a random-feature sketch (constant cost per step)")
+    c.add_argument("--no-eval", action="store_true", help="generate samples and banks only (no metrics or report)")
+    c.add_argument("--backend", default=None, choices=["gloo", "nccl"],
+                   help="under torchrun: process-group backend (default nccl with CUDA, else gloo)")
+    c.add_argument("--sketch-sync", default="rows", choices=["rows", "sum"],
+                   help="under torchrun: a sketch bank gathers the new rows, or all-reduces its fixed-size sums")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
 

@@ -4,10 +4,15 @@ For each method it generates the same prompts with the same per-image seeds (pro
 interleaved, so a bank sees many prompts), keeps images, features and timings, and writes
 ``metrics.csv``, ``metrics.json``, image grids and ``report.html`` into the run folder.
 
-Resumable: work is done in rounds (one batch); each round's images are written atomically,
+Resumable: work is done in rounds (one batch); each sample is written atomically as a PNG,
 then the guidance bank is checkpointed, then the manifest names both (the commit point).
 A run interrupted at any moment and started again with the same arguments continues from
 the last committed round, with no lost and no duplicated samples.
+
+Several processes (``torchrun``): a round is split over the ranks in rank order, the guidance
+exchanges samples through a :class:`~sparke_lab.distributed.RankGroup`, each rank writes its
+own samples, rank 0 checkpoints the (identical) bank and commits the round. The round size
+(``batch_size``) is the total over processes, so the same folder resumes on any process count.
 
 Used by ``sparke-lab compare`` (and ``make demo``); taught in 08_guided_generation_digits.
 """
@@ -31,6 +36,7 @@ from . import scores
 from .kernels import median_heuristic_bandwidth
 
 METHOD_NAMES = ("none", "sparke", "rke", "vendi", "pg", "cads", "interval")
+BANK_KINDS = ("exact", "sketch")
 
 
 # ------------------------------------------------------------------------ prompts
@@ -112,8 +118,9 @@ def parse_methods(spec: str) -> List[str]:
     return names
 
 
-def make_callback(method: str, family: str, cfg: float):
-    """The guidance callback of a method name (None for no guidance)."""
+def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
+    """The guidance callback of a method name (None for no guidance); ``bank="sketch"``
+    gives SPARKE / latent RKE a random-feature sketch bank instead of the exact one."""
     from . import guidance as G
     base, _, scale = method.partition("@")
     kw = {} if not scale else {"scale": float(scale)}
@@ -121,6 +128,8 @@ def make_callback(method: str, family: str, cfg: float):
         return None
     if base in ("sparke", "rke"):
         fam = family if family in G.RECOMMENDED else "stable-diffusion"
+        if bank == "sketch":
+            kw["bank"] = "sketch"
         return G.SparkeGuidance.recommended(fam, objective="cond-rke" if base == "sparke" else "rke", **kw)
     if base == "vendi":
         return G.VendiGuidance(**kw)
@@ -135,7 +144,7 @@ def make_callback(method: str, family: str, cfg: float):
 
 # ------------------------------------------------------------------------ IO helpers
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one temp file per writer process
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -147,11 +156,24 @@ def _atomic_json(path: Path, obj) -> None:
     _atomic_write_bytes(path, json.dumps(obj, indent=2, default=float).encode())
 
 
-def _save_round(path: Path, images: np.ndarray, indices: np.ndarray, seconds: float) -> None:
+def _sample_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def _save_sample(path: Path, image_u8: np.ndarray) -> None:
+    """One image (H, W, C) uint8 as a lossless PNG, written atomically."""
     import io
+    from PIL import Image
     buf = io.BytesIO()
-    np.savez(buf, images=images, indices=indices, seconds=np.array(seconds))
+    Image.fromarray(image_u8[..., 0] if image_u8.shape[-1] == 1 else image_u8).save(buf, format="PNG")
     _atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_sample(path: Path) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as im:
+        a = np.asarray(im)
+    return a[..., None] if a.ndim == 2 else a
 
 
 @dataclass
@@ -168,10 +190,13 @@ class RunConfig:
     device: str
     dtype: str
     features: str = "auto"
+    bank: str = "exact"
 
     def key(self) -> dict:
         d = asdict(self)
         d.pop("device")  # the same run may resume on another device
+        if d["bank"] == "exact":
+            d.pop("bank")  # folders written before the option existed stay valid
         return d
 
 
@@ -183,12 +208,27 @@ def _peak_rss_mb() -> float:
 class ComparisonRun:
     """Generate every method's samples (resumably), then compute metrics and the report."""
 
-    def __init__(self, config: RunConfig, out_dir: Path, pipe=None, progress: bool = True):
+    def __init__(self, config: RunConfig, out_dir: Path, pipe=None, progress: bool = True, group=None):
+        from .distributed import RankGroup
+        if config.bank not in BANK_KINDS:
+            raise ValueError(f"bank must be one of {BANK_KINDS}, got {config.bank!r}")
         self.cfg = config
         self.out = Path(out_dir)
-        self.progress = progress
+        self.group = group if group is not None else RankGroup()
+        self.progress = progress and self.group.is_main
         self._pipe = pipe
-        self._check_folder()
+        error = None
+        if self.group.is_main:
+            try:
+                self._check_folder()
+            except (ValueError, OSError) as exc:
+                error = exc
+        # the other ranks wait for rank 0's folder check and share its verdict
+        if self.group.gather_floats([error is not None])[0, 0]:
+            raise error if error is not None else ValueError(f"rank 0 refused the run folder {self.out}")
+        if not (self.out / "config.json").exists():
+            raise RuntimeError(f"rank {self.group.rank}: {self.out}/config.json is not visible; on several "
+                               "machines --out must be on a shared file system")
 
     # -- set-up -------------------------------------------------------------------
     def _check_folder(self) -> None:
@@ -220,72 +260,97 @@ class ComparisonRun:
         n_p = len(self.cfg.prompts)
         return [(i % n_p, i) for i in range(n_p * self.cfg.per_prompt)]
 
+    def rounds(self):
+        """The plan cut into rounds of ``batch_size`` samples (all processes together)."""
+        plan, bs = self.sample_plan(), self.cfg.batch_size
+        return [plan[s:s + bs] for s in range(0, len(plan), bs)]
+
+    def method_dir(self, method: str) -> Path:
+        return self.out / "samples" / method.replace("@", "_at_")
+
     # -- generation ---------------------------------------------------------------
     def generate_method(self, method: str) -> None:
         from tqdm.auto import tqdm
-        from .guidance import generate, load_bank
-        mdir = self.out / "samples" / method.replace("@", "_at_")
-        mdir.mkdir(parents=True, exist_ok=True)
+        from . import guidance as G
+        group = self.group
+        mdir = self.method_dir(method)
+        if group.is_main:
+            mdir.mkdir(parents=True, exist_ok=True)
+        group.barrier()
         man_path = mdir / "manifest.json"
         manifest = json.loads(man_path.read_text()) if man_path.exists() else {"rounds": [], "bank": None}
-        plan = self.sample_plan()
-        bs = self.cfg.batch_size
-        rounds = [plan[s:s + bs] for s in range(0, len(plan), bs)]
+        rounds = self.rounds()
         done = len(manifest["rounds"])
         if done >= len(rounds):
             return
-        callback = make_callback(method, self.family, self.cfg.cfg)
+        callback = make_callback(method, self.family, self.cfg.cfg, self.cfg.bank)
         bank = getattr(callback, "bank", None)
         if bank is not None and manifest.get("bank"):
-            callback.bank = bank = load_bank(mdir / manifest["bank"])  # state as of the last committed round
+            callback.bank = bank = G.load_bank(mdir / manifest["bank"])  # state as of the last committed round
+        if callback is not None:
+            callback.group = group
+            if isinstance(callback, G.CADS):  # one noise stream per process
+                callback.seed += 7919 * group.rank
         pipe = self.pipe
-        gen_device = "cpu"
         texts = [p["prompt"] for p in self.cfg.prompts]
+        comm0 = group.total_stats()
         bar = tqdm(total=len(rounds), initial=done, desc=f"{method:>12}", disable=not self.progress)
         for r in range(done, len(rounds)):
-            items = rounds[r]
-            prompts = [texts[pi] for pi, _ in items]
-            gens = [torch.Generator(gen_device).manual_seed(self.cfg.seed * 1_000_003 + idx) for _, idx in items]
+            items = group.shard(rounds[r])
             t0 = time.perf_counter()
-            imgs = generate(pipe, prompts, callback, batch_size=len(prompts),
-                            num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
-                            generator=gens, output_type="np", progress=False)
+            if items:
+                prompts = [texts[pi] for pi, _ in items]
+                gens = [torch.Generator("cpu").manual_seed(self.cfg.seed * 1_000_003 + idx) for _, idx in items]
+                imgs = G.generate(pipe, prompts, callback, batch_size=len(prompts),
+                                  num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
+                                  generator=gens, output_type="np", progress=False)
+                u8 = np.clip(np.round(np.asarray(imgs) * 255), 0, 255).astype(np.uint8)
+                for (_, idx), im in zip(items, u8):
+                    _save_sample(mdir / _sample_name(idx), im)
+            elif callback is not None:
+                callback.idle_round(_steps_per_call(pipe, self.cfg.steps))
             seconds = time.perf_counter() - t0
-            imgs = np.asarray(imgs)
-            u8 = np.clip(np.round(imgs * 255), 0, 255).astype(np.uint8)
-            rname = f"round_{r:05d}.npz"
-            _save_round(mdir / rname, u8, np.array([idx for _, idx in items]), seconds)
-            bank_name = None
-            if bank is not None and len(bank):
-                bank_name = f"bank_{r % 2}.safetensors"  # alternate: the committed one is never overwritten
-                bank.save(mdir / bank_name)
-            manifest["rounds"].append({"file": rname, "seconds": seconds, "n": len(items)})
-            manifest["bank"] = bank_name
-            manifest["peak_rss_mb"] = max(manifest.get("peak_rss_mb", 0.0), _peak_rss_mb())
-            if torch.cuda.is_available():
-                manifest["peak_gpu_mb"] = max(manifest.get("peak_gpu_mb", 0.0),
-                                              torch.cuda.max_memory_allocated() / 2**20)
-            _atomic_json(man_path, manifest)
+            # every rank has written its samples (and the banks agree) before rank 0 commits
+            seconds = float(group.gather_floats([seconds]).max())
+            if group.is_main:
+                bank_name = None
+                if bank is not None and len(bank):
+                    bank_name = f"bank_{r % 2}.safetensors"  # alternate: the committed one is never overwritten
+                    bank.save(mdir / bank_name)
+                manifest["rounds"].append({"indices": [idx for _, idx in rounds[r]], "seconds": seconds,
+                                           "n": len(rounds[r]), "processes": group.world_size})
+                manifest["bank"] = bank_name
+                manifest["peak_rss_mb"] = max(manifest.get("peak_rss_mb", 0.0), _peak_rss_mb())
+                if torch.cuda.is_available():
+                    manifest["peak_gpu_mb"] = max(manifest.get("peak_gpu_mb", 0.0),
+                                                  torch.cuda.max_memory_allocated() / 2**20)
+                comm = group.total_stats()
+                manifest["comm_bytes_sent"] = manifest.get("comm_bytes_sent", 0) + comm["bytes_sent"] - comm0["bytes_sent"]
+                manifest["comm_seconds"] = manifest.get("comm_seconds", 0.0) + comm["seconds"] - comm0["seconds"]
+                comm0 = comm
+                _atomic_json(man_path, manifest)
             bar.update(1)
         bar.close()
+        if bank is not None:
+            group.check_same(bank_digest(bank), f"the {method} bank")
 
     def load_samples(self, method: str):
         """(images uint8 (n,H,W,C) ordered by image index, seconds per sample, manifest)."""
-        mdir = self.out / "samples" / method.replace("@", "_at_")
+        mdir = self.method_dir(method)
         manifest = json.loads((mdir / "manifest.json").read_text())
-        imgs, idx = [], []
-        for r in manifest["rounds"]:
-            with np.load(mdir / r["file"]) as z:
-                imgs.append(z["images"])
-                idx.append(z["indices"])
-        images = np.concatenate(imgs)[np.argsort(np.concatenate(idx))]
-        n = sum(r["n"] for r in manifest["rounds"])
-        secs = sum(r["seconds"] for r in manifest["rounds"]) / max(n, 1)
+        idx = sorted(i for r in manifest["rounds"] for i in r["indices"])
+        if len(set(idx)) != len(idx):
+            raise RuntimeError(f"{mdir}/manifest.json lists a sample twice")
+        images = np.stack([_load_sample(mdir / _sample_name(i)) for i in idx])
+        secs = sum(r["seconds"] for r in manifest["rounds"]) / max(len(idx), 1)
         return images, secs, manifest
 
-    def run(self) -> Dict[str, dict]:
+    def run(self, evaluate: bool = True) -> Dict[str, dict]:
+        """Generate every method, then (rank 0 only) compute metrics and the report."""
         for method in self.cfg.methods:
             self.generate_method(method)
+        if not evaluate or not self.group.is_main:
+            return {}
         return self.evaluate()
 
     # -- evaluation ---------------------------------------------------------------
@@ -307,7 +372,7 @@ class ComparisonRun:
             images, secs, manifest = self.load_samples(method)
             F = extractor.features(images)
             row = {"method": method, "samples": len(F)}
-            cb = make_callback(method, self.family, self.cfg.cfg)
+            cb = make_callback(method, self.family, self.cfg.cfg, self.cfg.bank)
             if method.partition("@")[0] in ("sparke", "rke", "vendi"):
                 row["eta"] = float(cb.scale)
             row["vendi"] = scores.vendi_score(F, sigma=sigma)
@@ -365,6 +430,27 @@ def _write_metrics(out: Path, results: Dict[str, dict]) -> None:
         for r in results.values():
             w.writerow(r)
     os.replace(out / "metrics.csv.tmp", out / "metrics.csv")
+
+
+def bank_digest(bank) -> List[float]:
+    """A few numbers that change with any row of a bank (ranks compare them)."""
+    from .guidance import SketchBank
+    if isinstance(bank, SketchBank):
+        if bank._S is None:
+            return [float(len(bank)), 0.0, 0.0]
+        return [float(len(bank)), float(bank._S.sum()), float(bank._M.double().sum())]
+    if len(bank) == 0:
+        return [0.0, 0.0, 0.0]
+    T = bank.prompt_features
+    return [float(len(bank)), float(bank.features.double().sum()),
+            0.0 if T is None else float(T.double().sum())]
+
+
+def _steps_per_call(pipe, steps: int) -> int:
+    """How many step-end callbacks a pipeline call of ``steps`` steps makes."""
+    sched = pipe.scheduler
+    sched.set_timesteps(steps)
+    return len(sched.timesteps)
 
 
 # ------------------------------------------------------------------------ models and features

@@ -78,6 +78,9 @@ class GuidanceCallback(PipelineCallback):
 
     #: does this method need prompt features (``generate`` then computes them)?
     needs_prompt_features = False
+    #: the processes of a multi-process job (:class:`sparke_lab.distributed.RankGroup`);
+    #: None on one process. Methods that couple samples exchange them through it.
+    group = None
 
     def __init__(self, every: int = 1, window=None):
         # PipelineCallback.__init__ registers cutoff settings we do not use; keep ConfigMixin happy.
@@ -107,6 +110,19 @@ class GuidanceCallback(PipelineCallback):
 
     def __call__(self, pipeline, step_index, timestep, callback_kwargs):
         return self.callback_fn(pipeline, step_index, timestep, callback_kwargs)
+
+    # ---- several processes
+    def gather_batch(self, F: Optional[torch.Tensor], T: Optional[torch.Tensor] = None, tag: str = "peers"):
+        """The rows ``F`` (and prompt rows ``T``) of this round's samples on every process,
+        in rank order, and where this process's rows start: ``(F_all, T_all, start)``.
+        On one process ``(F, T, 0)``. A collective: every rank calls it equally often."""
+        if self.group is None or not self.group.distributed:
+            return F, T, 0
+        return self.group.all_gather_rows(F, T, tag=tag)
+
+    def idle_round(self, total: int) -> None:
+        """Take part in one round's collectives without samples (a rank whose share of the
+        last round is empty). Methods that exchange nothing need not override it."""
 
     # ---- to override
     def on_start(self, pipeline, callback_kwargs) -> None:

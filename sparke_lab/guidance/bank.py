@@ -451,14 +451,48 @@ class SketchBank:
         self._check(Xt, Tt, "add")
         if self._fm is None:
             self._build(Xt.shape[1], None if Tt is None else Tt.shape[1], Xt.device)
-        Xt = Xt.to(self._S.device)
-        for s in range(0, Xt.shape[0], 4096):
-            xs = Xt[s:s + 4096]
-            phi = self._fm(self._u(xs, None if Tt is None else Tt[s:s + 4096]))
-            self._S += phi.double().sum(0)
-            self._M += xs.T @ phi
+        self._accumulate(Xt, Tt, self._S, self._M)
         self._n += Xt.shape[0]
         self.total_added += Xt.shape[0]
+
+    def _accumulate(self, X: torch.Tensor, T: Optional[torch.Tensor], S: torch.Tensor,
+                    M: torch.Tensor) -> None:
+        X = X.to(S.device)
+        for s in range(0, X.shape[0], 4096):
+            xs = X[s:s + 4096]
+            phi = self._fm(self._u(xs, None if T is None else T[s:s + 4096]))
+            S += phi.double().sum(0)
+            M += xs.T @ phi
+
+    def add_all_ranks(self, X: Optional[torch.Tensor], T: Optional[torch.Tensor], group) -> None:
+        """Add every process's rows by all-reducing the sketch's sums: the message is
+        ``2m (D + 2)`` numbers whatever the number of rows or the bank size (``X`` None:
+        no rows on this rank). Every rank must call it; afterwards all sketches are equal."""
+        b = 0 if X is None else int(X.shape[0])
+        Xt = Tt = None
+        if b:
+            Xt = _as_rows(X, "X", self.device or X.device)
+            Tt = None if (T is None or not self.conditional) else _as_rows(T, "T", Xt.device)
+            self._check(Xt, Tt, "add")
+        head = group.gather_floats([b, -1 if Xt is None else Xt.shape[1],
+                                    -1 if Tt is None else Tt.shape[1]], tag="bank")
+        if head[:, 0].sum() == 0:
+            return
+        src = head[head[:, 0] > 0][0]
+        if self._fm is None:
+            self._build(int(src[1]), None if src[2] < 0 else int(src[2]),
+                        self.device or (Xt.device if Xt is not None else group.device))
+        dS = torch.zeros(2 * self.n_features + 1, dtype=torch.float64, device=self._S.device)
+        dM = torch.zeros_like(self._M)
+        if b:
+            self._accumulate(Xt, Tt, dS[:-1], dM)
+            dS[-1] = b                                          # the row count rides along
+        group.all_reduce_sum_([dS, dM], tag="bank")
+        self._S += dS[:-1]
+        self._M += dM
+        n = int(round(float(dS[-1])))
+        self._n += n
+        self.total_added += n
 
     def loss_and_grad(self, F: torch.Tensor, Tq: Optional[torch.Tensor], kernel: str = "gaussian",
                       sigma: float = None, kernel_t: str = "gaussian", sigma_t: float = None,

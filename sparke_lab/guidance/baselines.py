@@ -58,22 +58,26 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
     def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
         latents = callback_kwargs["latents"]
         B = latents.shape[0]
-        if B < 2 or self.scale == 0 or not self.acts_on(step_index, total):
+        if self.scale == 0 or not self.acts_on(step_index, total):
             return callback_kwargs
         z = latents.detach().float().reshape(B, -1)
         nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
         f = z if self.features == "raw" else z / nz
-        d2 = torch.cdist(f, f).pow(2)
+        fa, _, start = self.gather_batch(f)          # the round's particles on every process
+        n = fa.shape[0]
+        if n < 2:
+            return callback_kwargs
+        d2 = torch.cdist(fa, fa).pow(2)
         if self.bandwidth is not None:
             h = 2 * self.bandwidth ** 2
         else:
-            off = d2[~torch.eye(B, dtype=torch.bool, device=d2.device)]
-            h = float(off.median()) / math.log(B) if B > 2 else float(off.median())
+            off = d2[~torch.eye(n, dtype=torch.bool, device=d2.device)]
+            h = float(off.median()) / math.log(n) if n > 2 else float(off.median())
             h = max(h, 1e-12)
-        K = torch.exp(-d2 / h)
-        K.fill_diagonal_(0.0)
+        K = torch.exp(-d2[start:start + B] / h)
+        K[torch.arange(B), start + torch.arange(B)] = 0.0   # no self-repulsion
         # repulsive force = -grad_{f_i} sum_j k_ij = (2 / h) sum_j k_ij (f_i - f_j)
-        force = (2.0 / h) * (K.sum(1, keepdim=True) * f - K @ f)
+        force = (2.0 / h) * (K.sum(1, keepdim=True) * f - K @ fa)
         if self.features == "latent":
             force = force - (force * f).sum(1, keepdim=True) * f   # tangent to the sphere
             force = force / nz
@@ -85,6 +89,14 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
             step = self.scale * force
         callback_kwargs["latents"] = apply_update(latents, z + step, "ParticleGuidance")
         return callback_kwargs
+
+    def idle_round(self, total: int) -> None:
+        """The particle exchanges of one round, without particles on this rank."""
+        if self.group is None or not self.group.distributed or self.scale == 0:
+            return
+        for i in range(int(total)):
+            if self.acts_on(i, total):
+                self.gather_batch(None)
 
 
 # ----------------------------------------------------------------------------- CADS

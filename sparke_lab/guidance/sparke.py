@@ -154,6 +154,12 @@ class SparkeGuidance(GuidanceCallback):
         return True
 
     @property
+    def exchanges_peers(self) -> bool:
+        """Whether samples of one round interact (in-batch term or a Vendi objective): on
+        several processes their features are then gathered at every guided step."""
+        return self.in_batch or self.objective in ("vendi", "cond-vendi")
+
+    @property
     def tensor_inputs(self):
         # Without prompt features set in advance, pool them from the pipeline's embeddings;
         # features="x0" runs the denoiser with the pipeline's prompt embeddings.
@@ -214,7 +220,7 @@ class SparkeGuidance(GuidanceCallback):
         return f, pull
 
     # ---------------------------------------------------------------- objectives
-    def _rke_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor]):
+    def _rke_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
         Tq = T if self.conditional else None
         kw = dict(kernel=self.kernel, sigma=self.sigma_image, kernel_t=self.kernel_text,
                   sigma_t=self.sigma_text)
@@ -223,15 +229,21 @@ class SparkeGuidance(GuidanceCallback):
         if self.reference is not None and len(self.reference):
             l2, g2 = self.reference.loss_and_grad(F, Tq, **kw)
             loss, grad, rows = loss + l2, grad + g2, rows + len(self.reference)
-        if self.in_batch and F.shape[0] > 1:
-            w = None if Tq is None else prompt_weights(Tq, Tq, self.kernel_text, self.sigma_text)
-            l3, g3 = kernel_row_loss_grad(F, F, self.kernel, self.sigma_image, w)
-            self_w = 1.0 if w is None else torch.diagonal(w)
-            loss, grad = loss + l3 - self_w, grad + g3       # self-pair: k = 1, zero gradient
-            rows += F.shape[0] - 1
+        Fp, Tp, start = peers if peers is not None else (F, Tq, 0)  # the whole round's samples
+        if self.in_batch and Fp.shape[0] > 1:
+            w = torch.ones(Fp.shape[0], F.shape[0], device=F.device, dtype=F.dtype) if Tq is None \
+                else prompt_weights(Tp, Tq, self.kernel_text, self.sigma_text)
+            own = torch.arange(F.shape[0], device=F.device)
+            # the self-pair (k = 1, zero gradient) gets weight 0: left in, its gradient would
+            # cancel only to round-off, and the published normalisation would blow that noise
+            # up to a full step for a sample with no similar neighbours
+            w[start + own, own] = 0.0
+            l3, g3 = kernel_row_loss_grad(Fp, F, self.kernel, self.sigma_image, w)
+            loss, grad = loss + l3, grad + g3
+            rows += Fp.shape[0] - 1
         return loss, grad, rows
 
-    def _vendi_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor]):
+    def _vendi_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
         """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient
         w.r.t. the batch rows, via ``dH/dA = V diag(-(log lam + 1)) V^T`` (stable for
         repeated eigenvalues). O(N^2 D + N^3)."""
@@ -241,11 +253,13 @@ class SparkeGuidance(GuidanceCallback):
                 Xs.append(b.features.to(F.device, F.dtype))
                 if self.conditional:
                     Ts.append(b.prompt_features.to(F.device, F.dtype))
-        Xs.append(F)
+        Fp, Tp, start = peers if peers is not None else (F, T, 0)  # the whole round's samples
+        Xs.append(Fp)
         if self.conditional:
-            Ts.append(T)
+            Ts.append(Tp)
         X = torch.cat(Xs).double()
         N, B = X.shape[0], F.shape[0]
+        first = N - Fp.shape[0] + start                          # this process's rows
         KX = kernel_matrix(X, kernel=self.kernel, sigma=self.sigma_image)  # unit diagonal
         KT = None
         if self.conditional:
@@ -259,8 +273,10 @@ class SparkeGuidance(GuidanceCallback):
         H = -(lam[pos] * lam[pos].log()).sum()
         dlog = torch.where(pos, -(lam.clamp_min(1e-300).log() + 1.0), torch.zeros_like(lam))
         G = (V * dlog) @ V.T / N                                  # dH/dK
-        rows = slice(N - B, N)
+        rows = slice(first, first + B)
         C = G[rows] * (KX[rows] if KT is None else KX[rows] * KT[rows])  # (B, N)
+        own = torch.arange(B, device=C.device)
+        C[own, first + own] = 0.0   # k(f, f) = 1 has no gradient; avoid round-off cancellation
         Fb = X[rows]
         if self.kernel == "gaussian":
             # dH/df_b = 2 sum_j G_bj KT_bj dk/df_b,  dk/df_b = -k (f_b - x_j) / sigma^2
@@ -269,19 +285,23 @@ class SparkeGuidance(GuidanceCallback):
             nb = Fb.norm(dim=1, keepdim=True).clamp_min(1e-12)
             nx = X.norm(dim=1).clamp_min(1e-12)
             Gw = G[rows] * (1.0 if KT is None else KT[rows])
+            Gw[own, first + own] = 0.0
             kb = KX[rows]
             dH = 2.0 * ((Gw / nx[None]) @ X / nb - (Gw * kb).sum(1, keepdim=True) * Fb / nb ** 2)
         loss = torch.full((B,), float(-H), dtype=F.dtype, device=F.device)
         return loss, (-dH).to(F.dtype), N - 1
 
-    def loss_and_grad(self, F: torch.Tensor, T: Optional[torch.Tensor] = None):
-        """Per-sample loss and its gradient w.r.t. the features ``F`` (B, D), plus the row count."""
+    def loss_and_grad(self, F: torch.Tensor, T: Optional[torch.Tensor] = None, peers=None):
+        """Per-sample loss and its gradient w.r.t. the features ``F`` (B, D), plus the row count.
+
+        ``peers``: ``(F_all, T_all, start)``, the round's samples on all processes (see
+        :meth:`gather_batch`) with ``F == F_all[start:start + B]``; default: ``F`` itself."""
         if self.conditional and T is None:
             raise ValueError(f"objective {self.objective!r} needs prompt features: use "
                              "generate(), set_prompts(pipe, prompts) or set_prompt_features(T)")
         if self.objective in ("vendi", "cond-vendi"):
-            return self._vendi_loss_grad(F, T)
-        return self._rke_loss_grad(F, T)
+            return self._vendi_loss_grad(F, T, peers)
+        return self._rke_loss_grad(F, T, peers)
 
     # ---------------------------------------------------------------- the step
     def guide_latents(self, latents: torch.Tensor, T: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -296,14 +316,18 @@ class SparkeGuidance(GuidanceCallback):
             T = T.to(F.device, torch.float32)
         # rows with NaN/Inf features neither move nor repel the others
         valid = torch.isfinite(F).all(1)
+        Tv = None if T is None else T[valid]
+        peers = None
+        if self.group is not None and self.group.distributed and self.exchanges_peers:
+            peers = self.gather_batch(F[valid], Tv if self.conditional else None)
         if bool(valid.all()):
-            loss, gF, rows = self.loss_and_grad(F, T)
+            loss, gF, rows = self.loss_and_grad(F, T, peers)
         else:
             loss = torch.full((B,), float("nan"), device=F.device)
             gF = torch.full_like(F, float("nan"))
             rows = 0
             if bool(valid.any()):
-                lv, gv, rows = self.loss_and_grad(F[valid], None if T is None else T[valid])
+                lv, gv, rows = self.loss_and_grad(F[valid], Tv, peers)
                 loss[valid], gF[valid] = lv, gv
         if rows == 0 or self.scale == 0.0:
             return latents
@@ -345,7 +369,7 @@ class SparkeGuidance(GuidanceCallback):
         T = self._prompts_for(latents, callback_kwargs)
         if self.scale > 0 and self.acts_on(step_index, total):
             has_rows = len(self.bank) > 0 or (self.reference is not None and len(self.reference) > 0) \
-                or (self.in_batch and latents.shape[0] > 1)
+                or (self.in_batch and latents.shape[0] > 1) or self.group is not None
             if self.features == "x0" and has_rows:
                 self._x0_ctx = self._predict_x0(pipeline, step_index, latents, callback_kwargs)
             latents = self.guide_latents(latents, T)
@@ -392,17 +416,28 @@ class SparkeGuidance(GuidanceCallback):
             return (z - (1 - a).sqrt() * out) / a.sqrt(), float(1.0 / a.sqrt())
         return a.sqrt() * z - (1 - a).sqrt() * out, float(a.sqrt())
 
-    def _add_finished(self, latents: torch.Tensor, T: Optional[torch.Tensor]) -> None:
-        F, _ = self.featurize(latents)
-        ok = torch.isfinite(F).all(1)
-        if not bool(ok.all()):
-            warnings.warn(f"SPARKE: {int((~ok).sum())} finished samples have NaN/Inf features "
-                          "and are not added to the bank", RuntimeWarning, stacklevel=2)
-            F = F[ok]
-            T = None if T is None else T[ok]
-        if F.shape[0] == 0:
-            return
+    def _add_finished(self, latents: Optional[torch.Tensor], T: Optional[torch.Tensor]) -> None:
+        """Add the finished samples to the bank; on several processes every rank's finished
+        samples, in rank order (``latents`` None: this rank finished none this round)."""
+        F = None
+        if latents is not None:
+            F, _ = self.featurize(latents)
+            ok = torch.isfinite(F).all(1)
+            if not bool(ok.all()):
+                warnings.warn(f"SPARKE: {int((~ok).sum())} finished samples have NaN/Inf features "
+                              "and are not added to the bank", RuntimeWarning, stacklevel=2)
+                F = F[ok]
+                T = None if T is None else T[ok]
         bank = self.bank
+        if self.group is not None and self.group.distributed:
+            keep_T = bank.conditional if isinstance(bank, SketchBank) else (len(bank) == 0 or bank.has_prompts)
+            T = T if keep_T else None
+            if isinstance(bank, SketchBank) and self.group.sketch_sync == "sum":
+                bank.add_all_ranks(F, T, self.group)
+                return
+            F, T, _ = self.gather_batch(F, T, tag="bank")
+        if F is None or F.shape[0] == 0:
+            return
         use_T = T
         if isinstance(bank, SketchBank):
             use_T = T if bank.conditional else None
@@ -412,3 +447,13 @@ class SparkeGuidance(GuidanceCallback):
             raise ValueError("the bank stores prompt features but none are known for these "
                              "samples: use generate() or set_prompts()")
         bank.add(F.detach(), None if use_T is None else use_T.detach().float())
+
+    def idle_round(self, total: int) -> None:
+        """The collectives of one round of ``total`` steps, without samples on this rank."""
+        if self.group is None or not self.group.distributed:
+            return
+        for i in range(int(total)):
+            if self.scale > 0 and self.acts_on(i, total) and self.exchanges_peers:
+                self.gather_batch(None, None)
+        if self.update_bank:
+            self._add_finished(None, None)

@@ -278,7 +278,8 @@ class ComparisonRun:
             mdir.mkdir(parents=True, exist_ok=True)
         group.barrier()
         man_path = mdir / "manifest.json"
-        manifest = json.loads(man_path.read_text()) if man_path.exists() else {"rounds": [], "bank": None}
+        manifest = _read_manifest(man_path) if man_path.exists() else \
+            {"format": MANIFEST_FORMAT, "rounds": [], "bank": None}
         rounds = self.rounds()
         done = len(manifest["rounds"])
         if done >= len(rounds):
@@ -337,7 +338,7 @@ class ComparisonRun:
     def load_samples(self, method: str):
         """(images uint8 (n,H,W,C) ordered by image index, seconds per sample, manifest)."""
         mdir = self.method_dir(method)
-        manifest = json.loads((mdir / "manifest.json").read_text())
+        manifest = _read_manifest(mdir / "manifest.json")
         idx = sorted(i for r in manifest["rounds"] for i in r["indices"])
         if len(set(idx)) != len(idx):
             raise RuntimeError(f"{mdir}/manifest.json lists a sample twice")
@@ -430,6 +431,18 @@ def _write_metrics(out: Path, results: Dict[str, dict]) -> None:
         for r in results.values():
             w.writerow(r)
     os.replace(out / "metrics.csv.tmp", out / "metrics.csv")
+
+
+MANIFEST_FORMAT = 2  # 2: one PNG per sample, rounds list their indices
+
+
+def _read_manifest(path: Path) -> dict:
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} was written by an older sparke-lab (format "
+                         f"{manifest.get('format', 1)}, not {MANIFEST_FORMAT}); delete its run folder or "
+                         "choose another --out")
+    return manifest
 
 
 def bank_digest(bank) -> List[float]:

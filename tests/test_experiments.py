@@ -153,3 +153,12 @@ def test_compare_command_errors(tmp_path, capsys):
     assert main(["compare", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"),
                  "--methods", "none", "--per-prompt", "2"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_old_manifest_format_is_refused_clearly(tmp_path, pipe):
+    run = E.ComparisonRun(config(methods=["none"]), tmp_path / "old", pipe=pipe, progress=False)
+    mdir = run.method_dir("none")
+    mdir.mkdir(parents=True)
+    (mdir / "manifest.json").write_text(json.dumps({"rounds": [{"file": "round_00000.npz", "n": 2}]}))
+    with pytest.raises(ValueError, match="older sparke-lab"):
+        run.generate_method("none")

@@ -252,3 +252,36 @@ def test_vendi_gradient_cosine_kernel_equals_autograd():
     lam = torch.linalg.eigvalsh(An @ An.T / A.shape[0]).clamp_min(1e-30)
     (g_ref,) = torch.autograd.grad((lam * lam.log()).sum(), Zr)  # -H
     assert torch.allclose(gF.double(), g_ref, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["cond-rke", "rke", "vendi", "cond-vendi"])
+def test_a_slice_with_its_peers_equals_the_whole_batch(objective):
+    """What one process computes for its rows, given the round's other rows (peers), is
+    what one process computes for the whole batch: the maths behind multi-process runs."""
+    X, T, Z, Tq = _data(n=10, B=5, D=8, seed=4)
+    g = SparkeGuidance(objective=objective, sigma_image=0.8, sigma_text=0.5)
+    g.bank.add(X.float(), T.float())
+    F = (Z / Z.norm(dim=1, keepdim=True)).float()
+    L, G, rows = g.loss_and_grad(F, Tq.float())
+    for start, stop in ((0, 2), (2, 5), (4, 5)):
+        l, gr, r = g.loss_and_grad(F[start:stop], Tq[start:stop].float(), peers=(F, Tq.float(), start))
+        assert torch.allclose(gr, G[start:stop], rtol=1e-5, atol=1e-6), (start, stop)
+        assert torch.allclose(l, L[start:stop], rtol=1e-5, atol=1e-6) and r == rows
+
+
+def test_step_direction_is_not_round_off_when_neighbours_are_far():
+    """Two samples of unrelated prompts (prompt weight ~2e-10) and an empty bank: the true
+    gradient is tiny and the published normalisation scales it to a full step, so its
+    direction must be the true one, not the round-off of the self-pair (k = 1)."""
+    g = SparkeGuidance(objective="cond-rke", sigma_image=0.8, sigma_text=0.3, scale=0.1)
+    z = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+    T = torch.eye(2)                                           # w = exp(-2 / 0.09)
+    step = (g.guide_latents(z, T) - z).double()
+    zz = z.double().requires_grad_(True)
+    f = zz / zz.norm(dim=1, keepdim=True)
+    w = math.exp(-2 / 0.3 ** 2)
+    loss = 2 * w * torch.exp(-((f[0] - f[1]) ** 2).sum() / 0.8 ** 2)  # each sample's row to the other
+    (gz,) = torch.autograd.grad(loss, zz)
+    for b in range(2):
+        cos = float(torch.dot(step[b], -gz[b]) / (step[b].norm() * gz[b].norm()))
+        assert cos > 0.999, (b, cos)

@@ -8,6 +8,8 @@ The work: SPARKE (recommended digits settings, conditional RKE, 25 steps, guided
 bank pre-filled to n = 10^3 or 10^5 rows (random unit features with real prompt features).
   * W = 1: one process, batch 2 x per_rank, with 1 and with 2 threads;
   * W = 2: two Gloo processes (torch.multiprocessing), 1 thread each, batch per_rank each.
+The first row (no guidance, nothing exchanged) shows the parallel speed-up the machine allows.
+Each measurement is the best of ``--repeats`` runs (a shared machine is noisy).
 For each bank kind (exact rows; sketch with rows gathered; sketch with its sums all-reduced)
 it prints samples per second, the W = 2 / W = 1 throughput ratio, the share of wall time
 rank 0 spends inside collectives, and the bytes each rank sends per round (peers at the
@@ -29,13 +31,15 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-CONFIGS = [("exact", "rows", 1_000), ("exact", "rows", 100_000),
+CONFIGS = [("none", "rows", 0), ("exact", "rows", 1_000), ("exact", "rows", 100_000),
            ("sketch", "rows", 1_000), ("sketch", "sum", 1_000), ("sketch", "sum", 100_000)]
 PROMPTS = ["an odd digit", "a handwritten three", "an even digit", "a digit bigger than five"]
 
 
 def _prefilled_guidance(pipe, kind: str, n: int):
     from sparke_lab.guidance import MemoryBank, SparkeGuidance, encode_prompts
+    if kind == "none":  # unguided: the parallel speed-up this machine allows, nothing exchanged
+        return None
     g = torch.Generator().manual_seed(0)  # identical bank on every rank
     T = encode_prompts(pipe, PROMPTS)
     D = pipe.unet.config.in_channels * pipe.unet.config.sample_size ** 2
@@ -52,7 +56,8 @@ def _prefilled_guidance(pipe, kind: str, n: int):
 
 def _run_work(pipe, guide, group, rounds: int, batch: int, steps: int):
     from sparke_lab.guidance import generate
-    guide.group = group
+    if guide is not None:
+        guide.group = group
     texts = [PROMPTS[i % len(PROMPTS)] for i in range((rounds + 1) * batch * group.world_size)]
     t0 = 0.0
     for r in range(rounds + 1):
@@ -67,8 +72,13 @@ def _run_work(pipe, guide, group, rounds: int, batch: int, steps: int):
     group.barrier()
     wall = time.perf_counter() - t0
     st = {k: dict(v) for k, v in group.stats.items()}
-    return {"wall": wall, "samples": rounds * batch * group.world_size, "stats": st,
-            "bank": len(guide.bank) - batch * group.world_size}
+    n = rounds * batch * group.world_size
+    return {"wall": wall, "samples": n, "stats": st, "bank": 0 if guide is None else len(guide.bank)}
+
+
+def _best(fn, repeats: int):
+    runs = [fn() for _ in range(repeats)]
+    return dict(min(runs, key=lambda r: r["wall"]), bank=runs[-1]["bank"])  # bank after all repeats
 
 
 def _worker(rank, world, init_file, out_file, args):
@@ -81,7 +91,8 @@ def _worker(rank, world, init_file, out_file, args):
     for kind, sync, n in CONFIGS:
         group = RankGroup(rank, world, backend="gloo", sketch_sync=sync)
         guide = _prefilled_guidance(pipe, kind, n)
-        res[f"{kind}/{sync}/{n}"] = _run_work(pipe, guide, group, args.rounds, args.per_rank, args.steps)
+        res[f"{kind}/{sync}/{n}"] = _best(lambda: _run_work(pipe, guide, group, args.rounds, args.per_rank,
+                                                            args.steps), args.repeats)
     if rank == 0:
         with open(out_file, "w") as f:
             json.dump(res, f)
@@ -93,6 +104,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--per-rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     from sparke_lab.distributed import RankGroup
     from sparke_lab.models import load_digits_pipeline
@@ -110,8 +122,8 @@ def main() -> None:
         for threads, res in ((2, w1), (1, w1t1)):
             torch.set_num_threads(threads)
             guide = _prefilled_guidance(pipe, kind, n)
-            res[f"{kind}/{sync}/{n}"] = _run_work(pipe, guide, RankGroup(), args.rounds, 2 * args.per_rank,
-                                                  args.steps)
+            res[f"{kind}/{sync}/{n}"] = _best(lambda: _run_work(pipe, guide, RankGroup(), args.rounds,
+                                                                2 * args.per_rank, args.steps), args.repeats)
 
     D = pipe.unet.config.in_channels * pipe.unet.config.sample_size ** 2
     print(f"\ndigits pipeline, latent D = {D}, {args.rounds} rounds x {2 * args.per_rank} samples, "
@@ -130,7 +142,8 @@ def main() -> None:
         print(f"| {kind} | {sync} | {n:,} | {t11:.2f} | {t1:.2f} | {t2:.2f} | {t2 / t11:.2f}x, {t2 / t1:.2f}x | "
               f"{comm / b['wall']:.1%} | "
               f"{per('peers'):,.0f} | {per('bank'):,.0f} |")
-        assert a["bank"] == b["bank"] == n + a["samples"], (a["bank"], b["bank"])
+        # both runs added the same rows to the same prefilled bank (the bank grows over repeats)
+        assert a["bank"] == b["bank"] and (kind == "none" or a["bank"] > n), (a["bank"], b["bank"])
     print("\ncomm share: rank 0's seconds inside collectives / wall time (includes waiting for the "
           "slower rank at each exchange); B/round: bytes one rank sends per round.")
 

@@ -28,6 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 SKETCH_SYNCS = ("rows", "sum")
+#: what a row exchange is for; part of every exchange's header, so that ranks whose
+#: collective schedules drifted apart fail loudly instead of pairing the wrong exchanges
+_OPS = {"peers": 1, "bank": 2}
 
 
 def launched_by_torchrun() -> bool:
@@ -98,20 +101,27 @@ class RankGroup:
         out = [torch.empty_like(t) for _ in range(self.world_size)]
         t0 = time.perf_counter()
         dist.all_gather(out, t)
+        self._sync()
         # a ring all-gather sends (W - 1) chunks of this rank's size from every rank
         self._count(tag, (self.world_size - 1) * t.numel() * t.element_size(), time.perf_counter() - t0)
         return out
 
+    def _sync(self) -> None:
+        if self.backend == "nccl":  # NCCL calls return at launch; time their completion
+            torch.cuda.synchronize(self.device)
+
     # ---------------------------------------------------------------- collectives
     def all_gather_rows(self, X: Optional[torch.Tensor], T: Optional[torch.Tensor] = None,
-                        tag: str = "bank") -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
+                        tag: str = "bank", step: int = -1
+                        ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
         """Every rank's rows ``X`` (b_r, D) (and prompt rows ``T`` (b_r, e)) in rank order.
 
         Ranks may hold different numbers of rows, zero included (``X=None``: nothing this
         round). Returns ``(X_all, T_all, start)``: this rank's rows are
         ``X_all[start:start + b]``; ``(None, None, 0)`` when no rank had rows. Two
-        collectives: a 3-number header, then the rows padded to the largest count, as one
-        float32 tensor. Every rank must call it the same number of times.
+        collectives: a header (rows, D, e, tag, step), then the rows padded to the largest
+        count, as one float32 tensor. Every rank must make the same calls in the same order
+        (same ``tag`` and ``step``); a rank that does not makes every rank raise.
         """
         b = 0 if X is None else int(X.shape[0])
         if not self.distributed:
@@ -120,14 +130,18 @@ class RankGroup:
             raise ValueError("all_gather_rows needs X (b, D) and T (b, e) with the same b")
         D = -1 if X is None else int(X.shape[1])
         e = -1 if (X is None or T is None) else int(T.shape[1])
-        head = torch.stack(self._all_gather(torch.tensor([b, D, e], dtype=torch.int64), tag)).cpu()
+        head = torch.stack(self._all_gather(
+            torch.tensor([b, D, e, _OPS.get(tag, 0), int(step)], dtype=torch.int64), tag)).cpu()
+        if bool((head[:, 3:] != head[0, 3:]).any()):
+            raise RuntimeError(f"ranks are at different exchanges (tag, step per rank: {head[:, 3:].tolist()}); "
+                               "the processes ran different schedules (same model, scheduler and steps needed)")
         counts = head[:, 0].tolist()
         if max(counts) == 0:
             return None, None, 0
         have = head[head[:, 0] > 0]
         D_all, e_all = int(have[0, 1]), int(have[0, 2])
         if bool((have[:, 1] != D_all).any()) or bool((have[:, 2] != e_all).any()):
-            raise RuntimeError(f"ranks disagree on feature sizes (rows, D, e per rank: {head.tolist()}); "
+            raise RuntimeError(f"ranks disagree on feature sizes (rows, D, e per rank: {head[:, :3].tolist()}); "
                                "every process must run the same model and guidance")
         width = D_all + max(e_all, 0)
         out_dev = X.device if X is not None else self.device
@@ -151,6 +165,7 @@ class RankGroup:
             c = self._comm_tensor(t)
             t0 = time.perf_counter()
             dist.all_reduce(c, op=dist.ReduceOp.SUM)
+            self._sync()
             # ring all-reduce: each rank sends 2 (W - 1) / W of the tensor
             nbytes = 2 * (self.world_size - 1) * c.numel() * c.element_size() // self.world_size
             self._count(tag, nbytes, time.perf_counter() - t0)
@@ -177,11 +192,12 @@ class RankGroup:
             raise RuntimeError(f"{what} differs between ranks {bad} and rank 0 "
                                f"({allv[bad[0]].tolist()} vs {ref.tolist()}); the processes have diverged")
 
-    def shard(self, items: Sequence, world_size: Optional[int] = None) -> list:
-        """This rank's contiguous share of one round's ``items`` (ceil(n / W) each, rank order)."""
-        W = world_size or self.world_size
-        per = -(-len(items) // W)
-        return list(items[self.rank * per:(self.rank + 1) * per])
+    def shard(self, items: Sequence) -> list:
+        """This rank's contiguous share of one round's ``items``, in rank order; shares
+        differ by at most one (a rank is idle only when there are fewer items than ranks)."""
+        q, r = divmod(len(items), self.world_size)
+        start = self.rank * q + min(self.rank, r)
+        return list(items[start:start + q + (self.rank < r)])
 
 
 def init_distributed(backend: Optional[str] = None, sketch_sync: str = "rows",
@@ -203,7 +219,7 @@ def init_distributed(backend: Optional[str] = None, sketch_sync: str = "rows",
     if backend == "nccl":
         if not torch.cuda.is_available():
             raise RuntimeError("the NCCL backend needs CUDA GPUs; use backend='gloo' on CPUs")
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())  # one visible GPU each, or all
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

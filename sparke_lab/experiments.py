@@ -282,16 +282,16 @@ class ComparisonRun:
             {"format": MANIFEST_FORMAT, "rounds": [], "bank": None}
         rounds = self.rounds()
         done = len(manifest["rounds"])
+        group.check_same([done], f"the number of committed {method} rounds (the run folder, as each process sees it)")
         if done >= len(rounds):
             return
         callback = make_callback(method, self.family, self.cfg.cfg, self.cfg.bank)
         bank = getattr(callback, "bank", None)
         if bank is not None and manifest.get("bank"):
-            callback.bank = bank = G.load_bank(mdir / manifest["bank"])  # state as of the last committed round
+            # state as of the last committed round, where the pipeline computes
+            callback.bank = bank = G.load_bank(mdir / manifest["bank"], device=self.cfg.device)
         if callback is not None:
             callback.group = group
-            if isinstance(callback, G.CADS):  # one noise stream per process
-                callback.seed += 7919 * group.rank
         pipe = self.pipe
         texts = [p["prompt"] for p in self.cfg.prompts]
         comm0 = group.total_stats()
@@ -301,7 +301,10 @@ class ComparisonRun:
             t0 = time.perf_counter()
             if items:
                 prompts = [texts[pi] for pi, _ in items]
-                gens = [torch.Generator("cpu").manual_seed(self.cfg.seed * 1_000_003 + idx) for _, idx in items]
+                seeds = [self.cfg.seed * 1_000_003 + idx for _, idx in items]
+                gens = [torch.Generator("cpu").manual_seed(x) for x in seeds]
+                if hasattr(callback, "set_sample_seeds"):  # CADS: noise per sample, not per batch
+                    callback.set_sample_seeds([(1 << 40) + x for x in seeds])
                 imgs = G.generate(pipe, prompts, callback, batch_size=len(prompts),
                                   num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
                                   generator=gens, output_type="np", progress=False)
@@ -311,8 +314,12 @@ class ComparisonRun:
             elif callback is not None:
                 callback.idle_round(_steps_per_call(pipe, self.cfg.steps))
             seconds = time.perf_counter() - t0
-            # every rank has written its samples (and the banks agree) before rank 0 commits
-            seconds = float(group.gather_floats([seconds]).max())
+            # every rank has written its samples (and holds the same bank size) before rank 0 commits
+            info = group.gather_floats([seconds] + ([] if bank is None else [len(bank), bank.total_added]))
+            if bool((info[:, 1:] != info[0, 1:]).any()):
+                raise RuntimeError(f"the {method} banks differ in size between processes ({info[:, 1:].tolist()}); "
+                                   f"round {r} is not committed")
+            seconds = float(info[:, 0].max())
             if group.is_main:
                 bank_name = None
                 if bank is not None and len(bank):
@@ -333,7 +340,7 @@ class ComparisonRun:
             bar.update(1)
         bar.close()
         if bank is not None:
-            group.check_same(bank_digest(bank), f"the {method} bank")
+            group.check_same(bank.digest(), f"the {method} bank")
 
     def load_samples(self, method: str):
         """(images uint8 (n,H,W,C) ordered by image index, seconds per sample, manifest)."""
@@ -445,24 +452,13 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
-def bank_digest(bank) -> List[float]:
-    """A few numbers that change with any row of a bank (ranks compare them)."""
-    from .guidance import SketchBank
-    if isinstance(bank, SketchBank):
-        if bank._S is None:
-            return [float(len(bank)), 0.0, 0.0]
-        return [float(len(bank)), float(bank._S.sum()), float(bank._M.double().sum())]
-    if len(bank) == 0:
-        return [0.0, 0.0, 0.0]
-    T = bank.prompt_features
-    return [float(len(bank)), float(bank.features.double().sum()),
-            0.0 if T is None else float(T.double().sum())]
-
-
 def _steps_per_call(pipe, steps: int) -> int:
     """How many step-end callbacks a pipeline call of ``steps`` steps makes."""
     sched = pipe.scheduler
-    sched.set_timesteps(steps)
+    try:
+        sched.set_timesteps(steps)
+    except TypeError:  # schedulers that need more (e.g. flow matching's mu): one call per step
+        return int(steps)
     return len(sched.timesteps)
 
 

@@ -33,7 +33,7 @@ def _collectives_worker(rank, world, init_file, out_dir):
     res["prompts"] = Ta[:, 0].tolist()
     res["start"] = start
     res["none"] = g.all_gather_rows(None, None)[0] is None
-    # the byte count: 3 int64 header + padded (3 x 5) float32 payload, (W - 1) chunks each
+    # the byte count: 5 int64 header + padded (3 x 5) float32 payload, (W - 1) chunks each
     res["bytes"] = g.stats["bank"]["bytes_sent"]
     # all-reduce gives every rank the same sum
     t = torch.tensor([1.0 + rank, 2.0])
@@ -45,6 +45,12 @@ def _collectives_worker(rank, world, init_file, out_dir):
         res["mismatch"] = "no error"
     except RuntimeError as exc:
         res["mismatch"] = str(exc)
+    # ranks at different exchanges (another step) are refused on every rank
+    try:
+        g.all_gather_rows(torch.zeros(1, 3), tag="peers", step=rank)
+        res["schedule"] = "no error"
+    except RuntimeError as exc:
+        res["schedule"] = str(exc)
     # diverged state is caught
     try:
         g.check_same([1.0, float(rank == 2)], "the bank")
@@ -67,7 +73,8 @@ def test_collectives_with_uneven_and_empty_ranks(tmp_path):
         assert x["sum"] == [6.0, 6.0]
         assert "disagree on feature sizes" in x["mismatch"]
         assert "ranks [2]" in x["diverged"]
-        assert x["bytes"] == 2 * (3 * 8 + 3 * 5 * 4) + 2 * 3 * 8  # two calls; the second has no rows
+        assert "different exchanges" in x["schedule"]
+        assert x["bytes"] == 2 * (5 * 8 + 3 * 5 * 4) + 2 * 5 * 8  # two calls; the second has no rows
     assert [x["start"] for x in res] == [0, 1, 1]
 
 
@@ -81,6 +88,7 @@ def test_single_process_group_is_a_no_op(monkeypatch):
     assert g.shard(list(range(5))) == [0, 1, 2, 3, 4] and g.stats == {}
     assert RankGroup(1, 2).shard(list(range(5))) == [3, 4]
     assert RankGroup(2, 3).shard([0, 1]) == []          # an idle rank in the last round
+    assert [RankGroup(r, 4).shard(list(range(5))) for r in range(4)] == [[0, 1], [2], [3], [4]]
     with pytest.raises(ValueError, match="sketch_sync"):
         RankGroup(sketch_sync="all")
     with pytest.raises(ValueError, match="bad rank"):
@@ -135,7 +143,7 @@ def runs(tmp_path_factory):
     """The same job on 2 Gloo processes (batch 1 each) and on 1 process with batch 2."""
     d = tmp_path_factory.mktemp("dist")
     (d / "p.txt").write_text(PROMPTS)
-    methods = "sparke,pg"
+    methods = "sparke,pg,cads"
     _run(_torchrun(2, _compare_args(d / "p.txt", d / "w2", methods, 3, 1)))
     _run([PY, *_compare_args(d / "p.txt", d / "w1", methods, 3, 2)])
     _run(_torchrun(2, _compare_args(d / "p.txt", d / "w2s", "sparke", 3, 1,
@@ -144,7 +152,7 @@ def runs(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("method", ["sparke", "pg"])
+@pytest.mark.parametrize("method", ["sparke", "pg", "cads"])
 def test_two_processes_match_one_process_with_twice_the_batch(runs, method):
     i2, im2, man2 = _samples(runs / "w2", method)
     i1, im1, man1 = _samples(runs / "w1", method)

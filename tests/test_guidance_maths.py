@@ -285,3 +285,15 @@ def test_step_direction_is_not_round_off_when_neighbours_are_far():
     for b in range(2):
         cos = float(torch.dot(step[b], -gz[b]) / (step[b].norm() * gz[b].norm()))
         assert cos > 0.999, (b, cos)
+
+
+def test_full_ring_buffer_reloads_with_the_same_eviction_order(tmp_path):
+    live = MemoryBank(max_size=3)
+    for v in range(4):                                   # rows 1, 2, 3 kept; 0 evicted
+        live.add(torch.full((1, 2), float(v)))
+    live.save(tmp_path / "ring.safetensors")
+    loaded = load_bank(tmp_path / "ring.safetensors")
+    for b in (live, loaded):
+        b.add(torch.full((1, 2), 9.0))                   # evicts the oldest: row 1
+    assert sorted(live.features[:, 0].tolist()) == sorted(loaded.features[:, 0].tolist()) == [2.0, 3.0, 9.0]
+    assert live.digest() == loaded.digest()

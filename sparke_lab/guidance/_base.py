@@ -102,6 +102,7 @@ class GuidanceCallback(PipelineCallback):
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs) -> Dict[str, Any]:
         total = total_steps(pipeline)
+        self._step = int(step_index)  # names the exchanges of this step on several processes
         if step_index == 0:
             self.n_calls += 1
             self.on_start(pipeline, callback_kwargs)
@@ -118,7 +119,7 @@ class GuidanceCallback(PipelineCallback):
         On one process ``(F, T, 0)``. A collective: every rank calls it equally often."""
         if self.group is None or not self.group.distributed:
             return F, T, 0
-        return self.group.all_gather_rows(F, T, tag=tag)
+        return self.group.all_gather_rows(F, T, tag=tag, step=getattr(self, "_step", -1))
 
     def idle_round(self, total: int) -> None:
         """Take part in one round's collectives without samples (a rank whose share of the

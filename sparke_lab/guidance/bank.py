@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -308,6 +308,14 @@ class MemoryBank:
                 raise ValueError(f"prompt features have dimension {Tq.shape[1]} but the bank "
                                  f"holds dimension {self._T.shape[1]} (same text encoder?)")
 
+    def digest(self) -> List[float]:
+        """A few numbers that change with any row (processes compare them)."""
+        if self._n == 0:
+            return [0.0, float(self.total_added), 0.0, 0.0]
+        T = self.prompt_features
+        return [float(self._n), float(self.total_added), float(self.features.double().sum()),
+                0.0 if T is None else float(T.double().sum())]
+
     # ---- persistence
     def save(self, path: PathLike, extra: Optional[Dict[str, str]] = None) -> None:
         """Write the bank to a safetensors file (tensors + checked metadata, no pickle)."""
@@ -315,9 +323,14 @@ class MemoryBank:
 
         if self._n == 0:
             raise ValueError("the bank is empty; nothing to save")
-        tensors = {"features": self.features.detach().cpu().contiguous()}
+        # oldest row first, so that a loaded ring buffer evicts the same rows next
+        order = None
+        if self.max_size is not None and self._n == self.max_size and self._next:
+            order = (torch.arange(self._n, device=self._X.device) + self._next) % self._n
+        pick = (lambda A: A) if order is None else (lambda A: A[order])
+        tensors = {"features": pick(self.features).detach().cpu().contiguous()}
         if self._T is not None:
-            tensors["prompt_features"] = self.prompt_features.detach().cpu().contiguous()
+            tensors["prompt_features"] = pick(self.prompt_features).detach().cpu().contiguous()
         meta = {"format": "sparke-lab-bank", "version": FORMAT_VERSION, "kind": self.kind,
                 "n": str(self._n), "dim": str(self.dim),
                 "prompt_dim": "" if self._T is None else str(self.prompt_dim),
@@ -469,16 +482,18 @@ class SketchBank:
         ``2m (D + 2)`` numbers whatever the number of rows or the bank size (``X`` None:
         no rows on this rank). Every rank must call it; afterwards all sketches are equal."""
         b = 0 if X is None else int(X.shape[0])
-        Xt = Tt = None
-        if b:
-            Xt = _as_rows(X, "X", self.device or X.device)
-            Tt = None if (T is None or not self.conditional) else _as_rows(T, "T", Xt.device)
-            self._check(Xt, Tt, "add")
+        Xt = None if X is None else _as_rows(X, "X", self.device or X.device)
+        Tt = None if (Xt is None or T is None or not self.conditional) else _as_rows(T, "T", Xt.device)
         head = group.gather_floats([b, -1 if Xt is None else Xt.shape[1],
                                     -1 if Tt is None else Tt.shape[1]], tag="bank")
-        if head[:, 0].sum() == 0:
+        have = head[head[:, 0] > 0]
+        if len(have) == 0:
             return
-        src = head[head[:, 0] > 0][0]
+        if bool((have[:, 1:] != have[0, 1:]).any()):  # every rank raises, none waits
+            raise RuntimeError(f"ranks disagree on feature sizes (rows, D, e per rank: {head.tolist()})")
+        if Xt is not None:
+            self._check(Xt, Tt, "add")  # same dims and same sketch on every rank: all pass or all raise
+        src = have[0]
         if self._fm is None:
             self._build(int(src[1]), None if src[2] < 0 else int(src[2]),
                         self.device or (Xt.device if Xt is not None else group.device))
@@ -521,6 +536,12 @@ class SketchBank:
         mean_shift = phi @ self._M.to(F.device, F.dtype).T      # (B, D)
         grad = (-2.0 / self.sigma_image ** 2) * (loss[:, None] * F - mean_shift)
         return loss, grad
+
+    def digest(self) -> List[float]:
+        """A few numbers that change with any added row (processes compare them)."""
+        if self._S is None:
+            return [0.0, float(self.total_added), 0.0, 0.0]
+        return [float(self._n), float(self.total_added), float(self._S.sum()), float(self._M.double().sum())]
 
     def save(self, path: PathLike, extra: Optional[Dict[str, str]] = None) -> None:
         """Write the running sum and the map's settings (safetensors, checked metadata)."""

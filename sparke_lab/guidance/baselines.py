@@ -95,6 +95,7 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
         if self.group is None or not self.group.distributed or self.scale == 0:
             return
         for i in range(int(total)):
+            self._step = i
             if self.acts_on(i, total):
                 self.gather_batch(None)
 
@@ -125,7 +126,15 @@ class CADS(_GenerateMixin, GuidanceCallback):
             raise ValueError(f"rescale (psi) must lie in [0, 1], got {rescale}")
         self.seed = int(seed)
         self._gen: Optional[torch.Generator] = None
+        self._sample_seeds: Optional[list] = None
+        self._sample_gens: Optional[list] = None
         self._clean: Optional[torch.Tensor] = None
+
+    def set_sample_seeds(self, seeds) -> None:
+        """One noise stream per sample of the next pipeline call (e.g. seeded by its image
+        index), so a sample's noise does not depend on the batch it shares, the process it
+        runs on, or a resume. ``None``: one stream for all (seeded by ``seed``)."""
+        self._sample_seeds = None if seeds is None else [int(x) for x in seeds]
 
     @property
     def tensor_inputs(self):
@@ -142,8 +151,10 @@ class CADS(_GenerateMixin, GuidanceCallback):
     def on_start(self, pipeline, callback_kwargs):
         emb = callback_kwargs.get("prompt_embeds")
         self._clean = None if emb is None else emb.detach().clone()
-        if self._gen is None:
-            dev = emb.device if emb is not None else torch.device("cpu")
+        dev = emb.device if emb is not None else torch.device("cpu")
+        if self._sample_seeds is not None:
+            self._sample_gens = [torch.Generator(device=dev).manual_seed(x) for x in self._sample_seeds]
+        elif self._gen is None:
             self._gen = torch.Generator(device=dev).manual_seed(self.seed)
 
     def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
@@ -161,7 +172,13 @@ class CADS(_GenerateMixin, GuidanceCallback):
         if g >= 1.0:
             new = yc
         else:
-            eps = torch.randn(yc.shape, generator=self._gen, device=self._gen.device).to(yc.device)
+            if self._sample_seeds is not None:
+                if len(self._sample_gens) != yc.shape[0]:
+                    raise ValueError(f"CADS: {len(self._sample_gens)} sample seeds for a batch of {yc.shape[0]}")
+                eps = torch.stack([torch.randn(yc.shape[1:], generator=q, device=q.device)
+                                   for q in self._sample_gens]).to(yc.device)
+            else:
+                eps = torch.randn(yc.shape, generator=self._gen, device=self._gen.device).to(yc.device)
             noisy = math.sqrt(g) * yc + self.noise_scale * math.sqrt(1.0 - g) * eps
             if self.rescale > 0:
                 dims = tuple(range(1, yc.ndim))

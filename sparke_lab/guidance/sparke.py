@@ -369,7 +369,7 @@ class SparkeGuidance(GuidanceCallback):
         T = self._prompts_for(latents, callback_kwargs)
         if self.scale > 0 and self.acts_on(step_index, total):
             has_rows = len(self.bank) > 0 or (self.reference is not None and len(self.reference) > 0) \
-                or (self.in_batch and latents.shape[0] > 1) or self.group is not None
+                or (self.in_batch and latents.shape[0] > 1) or (self.group is not None and self.group.distributed)
             if self.features == "x0" and has_rows:
                 self._x0_ctx = self._predict_x0(pipeline, step_index, latents, callback_kwargs)
             latents = self.guide_latents(latents, T)
@@ -429,30 +429,30 @@ class SparkeGuidance(GuidanceCallback):
                 F = F[ok]
                 T = None if T is None else T[ok]
         bank = self.bank
+        # the prompt features the bank takes: decided by the bank, so the same on every rank
+        if isinstance(bank, SketchBank):
+            keep_T = bank.conditional
+        else:
+            keep_T = len(bank) == 0 or bank.has_prompts
+            if len(bank) > 0 and keep_T and T is None and F is not None:
+                raise ValueError("the bank stores prompt features but none are known for these "
+                                 "samples: use generate() or set_prompts()")
+        T = T.detach().float() if (keep_T and T is not None) else None
         if self.group is not None and self.group.distributed:
-            keep_T = bank.conditional if isinstance(bank, SketchBank) else (len(bank) == 0 or bank.has_prompts)
-            T = T if keep_T else None
             if isinstance(bank, SketchBank) and self.group.sketch_sync == "sum":
                 bank.add_all_ranks(F, T, self.group)
                 return
             F, T, _ = self.gather_batch(F, T, tag="bank")
         if F is None or F.shape[0] == 0:
             return
-        use_T = T
-        if isinstance(bank, SketchBank):
-            use_T = T if bank.conditional else None
-        elif len(bank) > 0 and not bank.has_prompts:
-            use_T = None
-        elif len(bank) > 0 and bank.has_prompts and T is None:
-            raise ValueError("the bank stores prompt features but none are known for these "
-                             "samples: use generate() or set_prompts()")
-        bank.add(F.detach(), None if use_T is None else use_T.detach().float())
+        bank.add(F.detach(), T)
 
     def idle_round(self, total: int) -> None:
         """The collectives of one round of ``total`` steps, without samples on this rank."""
         if self.group is None or not self.group.distributed:
             return
         for i in range(int(total)):
+            self._step = i
             if self.scale > 0 and self.acts_on(i, total) and self.exchanges_peers:
                 self.gather_batch(None, None)
         if self.update_bank:

@@ -34,6 +34,13 @@ def _clip_text(tok, hidden=32, projection=False, proj_dim=32):
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg).eval()
 
 
+
+def _tiny_unet(cls, **kw):
+    """A seeded 8x8, 4-channel UNet of two small blocks; ``kw`` sets the family's blocks."""
+    torch.manual_seed(0)
+    return cls(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+               block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=4, **kw).eval()
+
 def _vae(sample_size=16):
     from diffusers import AutoencoderKL
 
@@ -62,29 +69,19 @@ def tiny_pipeline(family: str = "sd", scheduler: str = "ddim"):
     if family == "sd":
         from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-        torch.manual_seed(0)
-        unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
-                                    layers_per_block=1, block_out_channels=(16, 32),
-                                    norm_num_groups=8,
-                                    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                                    cross_attention_dim=32, attention_head_dim=4).eval()
+        unet = _tiny_unet(UNet2DConditionModel, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                          up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32)
         pipe = StableDiffusionPipeline(vae=_vae(), text_encoder=_clip_text(tok), tokenizer=tok,
                                        unet=unet, scheduler=sched, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
     elif family == "sdxl":
         from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 
-        torch.manual_seed(0)
-        unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4,
-                                    layers_per_block=1, block_out_channels=(16, 32),
-                                    norm_num_groups=8,
-                                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                    cross_attention_dim=64, attention_head_dim=4,
-                                    addition_embed_type="text_time", addition_time_embed_dim=8,
-                                    projection_class_embeddings_input_dim=32 + 6 * 8,
-                                    transformer_layers_per_block=1).eval()
+        unet = _tiny_unet(UNet2DConditionModel, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                          up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64,
+                          addition_embed_type="text_time", addition_time_embed_dim=8,
+                          projection_class_embeddings_input_dim=32 + 6 * 8,
+                          transformer_layers_per_block=1)
         pipe = StableDiffusionXLPipeline(vae=_vae(), text_encoder=_clip_text(tok), tokenizer=tok,
                                          text_encoder_2=_clip_text(tok, projection=True),
                                          tokenizer_2=tok, unet=unet, scheduler=sched,

@@ -7,7 +7,7 @@ mixture and from scikit-learn's bundled digits) and loaded from local folders.
   :func:`sample_toy2d`, :func:`train_toy2d`, :func:`evaluate_toy2d`.
 - digits mini-SD (notebook 08_guided_generation_digits): :func:`load_digits_pipeline`,
   :func:`generate_digits`, :func:`evaluate_digits_pipeline`, :func:`train_digits`,
-  :func:`digits_real_images`, :func:`load_prompt_set`.
+  :func:`digits_real_images` (in :mod:`.digits_data`, the training images), :func:`load_prompt_set`.
 - judge (notebooks 04_kernel_eigenspectra, 08): :func:`load_digits_judge`, :func:`train_judge`.
 """
 from ._common import data_dir

@@ -31,8 +31,8 @@ from torch import nn
 from ..utils import pick_device, set_seed
 from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
                       torch_threads)
+from .digits_data import IMAGE_SIZE, digits_arrays
 
-IMAGE_SIZE = 16
 FEATURE_DIM = 64
 
 
@@ -176,8 +176,6 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
     """
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
-
-    from .digits import digits_arrays
 
     out = model_dir("judge", out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..utils import make_generator, pick_device, pick_dtype, set_seed
 from ._common import (PathLike, corrupted_checkpoint, dir_size_bytes, missing_checkpoint,
                       model_dir, torch_threads)
-from .captions import (Prompt, all_prompts, load_prompt_set, sample_caption_indices,
+from .captions import (Prompt, all_prompts, load_prompt_set, sample_training_pairs,
                        training_captions)
 from .digits_data import IMAGE_SIZE, digits_arrays, digits_real_images, random_shift
 
@@ -256,12 +256,13 @@ def train_digits(out_dir: Optional[PathLike] = None, quick: bool = False, seed: 
         for p in list(ema_unet.parameters()) + list(ema_te.parameters()):
             p.requires_grad_(False)
         rng = np.random.default_rng(seed)
+        pool = [np.flatnonzero(labels.numpy() == d) for d in range(10)]
         unet.train()
         text_encoder.train()
         bar = tqdm(range(unet_steps), desc="unet", disable=not progress)
         for step in bar:
-            idx = torch.from_numpy(rng.integers(len(mean), size=batch_size))
-            cap_idx = torch.from_numpy(sample_caption_indices(labels[idx].numpy(), rng))
+            img_idx, cap_idx = sample_training_pairs(pool, batch_size, rng)
+            idx, cap_idx = torch.from_numpy(img_idx), torch.from_numpy(cap_idx)
             z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * scaling
             t = torch.randint(0, 1000, (batch_size,), generator=g)
             noise = torch.randn(z0.shape, generator=g)

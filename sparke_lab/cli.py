@@ -113,10 +113,11 @@ def cmd_compare(args) -> int:
 
 def cmd_train(args) -> int:
     from . import models
-    fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d}[args.model]
-    folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d"}[args.model]
+    fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d,
+          "clip": models.train_digits_clip}[args.model]
+    folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d", "clip": "digits-clip"}[args.model]
     out = args.out or str(models.data_dir() / folder)
-    report = fn(out, quick=args.quick, seed=args.seed)
+    report = fn(out, quick=args.quick, **({} if args.seed is None else {"seed": args.seed}))
     print(json.dumps(report, indent=2, default=str))
     return 0
 
@@ -179,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="retrain an offline model from scratch")
-    t.add_argument("model", choices=["digits", "judge", "toy2d"])
+    t.add_argument("model", choices=["digits", "judge", "toy2d", "clip"])
     t.add_argument("--out", help="output folder (default: the shipped location under data/)")
     t.add_argument("--quick", action="store_true", help="a tiny run for tests")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None,
+                   help="default: each model's own (0; 1 for clip, so it differs from the judge)")
     t.set_defaults(func=cmd_train)
     return p
 

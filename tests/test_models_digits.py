@@ -105,8 +105,10 @@ def test_evaluate_report_keys(pipe):
     rep = evaluate_digits_pipeline(pipe, judge, guidance_scales=(5.0,), num_inference_steps=4,
                                    single_per_prompt=1, broad_per_prompt=2)
     r = rep["cfg_5"]
-    assert {"single_accuracy", "broad_valid", "broad_spread_entropy_norm",
-            "broad_spread_effective_digits"} <= set(r)
+    assert {"single_accuracy", "broad_valid", "broad_spread", "broad_tv", "broad_clusters"} <= set(r)
+    odd = r["broad_clusters"]["odd"]
+    assert odd["n"] == 3 * 2 and set(odd["caption_distribution"]) == {"1", "3", "5", "7", "9"}
+    assert 0 <= odd["validity"] <= 1
 
 
 def test_fp16_on_cpu_falls_back_with_warning():

@@ -22,6 +22,7 @@ RETRAIN = {
     "toy2d": "sparke-lab train toy2d",
     "digits-sd": "sparke-lab train digits",
     "judge": "sparke-lab train judge",
+    "digits-clip": "sparke-lab train clip",
 }
 
 

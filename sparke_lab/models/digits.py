@@ -391,17 +391,6 @@ def load_digits_pipeline(device=None, dtype=None, path: Optional[PathLike] = Non
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _spread(pred: np.ndarray, valid: Sequence[int]) -> Dict:
-    valid = list(valid)
-    counts = np.array([np.sum(pred == d) for d in valid], dtype=float)
-    if counts.sum() == 0:
-        return {"entropy_norm": 0.0, "effective_digits": 0.0, "max_share": 0.0}
-    p = counts / counts.sum()
-    h = -np.sum(p[p > 0] * np.log(p[p > 0]))
-    return {"entropy_norm": float(h / np.log(len(valid))), "effective_digits": float(np.exp(h)),
-            "max_share": float(p.max())}
-
-
 @torch.no_grad()
 def generate_digits(pipe, prompts: Sequence[str], images_per_prompt: int = 1,
                     num_inference_steps: int = 25, guidance_scale: float = 5.0, seed: int = 0,
@@ -430,14 +419,21 @@ def evaluate_digits_pipeline(pipe, judge, guidance_scales: Sequence[float] = (3.
                              batch_size: int = 256) -> Dict:
     """The quality report of a digits pipeline, judged by ``judge``.
 
-    For each guidance scale: the fraction of single-digit prompts' images that show the named
-    digit (``single_accuracy``), the fraction of broad prompts' images that show a valid digit
-    (``broad_valid``), and the spread of broad prompts over their valid digits (normalised
-    entropy in [0,1], effective number of digits, share of the most frequent digit; means over
-    broad prompts). CFG is expected to shrink the spread: that collapse is what diversity
-    guidance must undo. Also the per-prompt numbers and the sampling time.
-    Used in notebook 08_guided_generation_digits.
+    For each guidance scale ``w`` (key ``cfg_{w}``): ``single_accuracy`` (share of the
+    single-digit prompts' images the judge reads as the named digit; a rejected image counts
+    as wrong) and ``single_per_digit``; ``broad_valid`` (share of broad prompts' images that
+    show a valid digit); and per broad cluster (``clusters``, pooled over its phrasings):
+    ``validity``, ``spread`` (order-2 effective number of valid digits), ``tv`` (total
+    variation between the class distribution of its valid images and the designed caption
+    distribution) and the two distributions, from
+    :func:`sparke_lab.metrics.cluster_class_metrics`; ``broad_spread`` and ``broad_tv`` are
+    their means over clusters. CFG is expected to pull the distribution towards each
+    cluster's dominant digit (TV up, spread down): the collapse diversity guidance must undo.
+    Also the sampling time. Used by ``benchmarks/digits_collapse.py`` and in notebook
+    08_guided_generation_digits.
     """
+    from ..metrics import cluster_class_metrics
+
     rep: Dict = {"num_inference_steps": num_inference_steps, "seed": seed,
                  "single_per_prompt": single_per_prompt, "broad_per_prompt": broad_per_prompt}
     for w in guidance_scales:
@@ -454,17 +450,28 @@ def evaluate_digits_pipeline(pipe, judge, guidance_scales: Sequence[float] = (3.
             ok = np.array([[d in p.valid_digits for d in row] for p, row in zip(ps, pred)])
             if name == "single":
                 r["single_accuracy"] = round(float(ok.mean()), 4)
+                r["single_rejected"] = round(float((pred == -1).mean()), 4)
                 r["single_per_digit"] = {str(d): round(float(ok[[p.cluster == d for p in ps]]
                                                                 .mean()), 3) for d in range(10)}
-            else:
-                r[f"{name}_valid"] = round(float(ok.mean()), 4)
-                spreads = [_spread(row, p.valid_digits) for p, row in zip(ps, pred)]
-                for key in ("entropy_norm", "effective_digits", "max_share"):
-                    r[f"{name}_spread_{key}"] = round(float(np.mean([s[key] for s in spreads])), 4)
-                r[f"{name}_per_prompt"] = {
-                    p.prompt: {"valid": round(float(o.mean()), 3),
-                               "counts": {str(d): int(np.sum(row == d)) for d in range(10)}}
-                    for p, row, o in zip(ps, pred, ok)}
+                continue
+            r[f"{name}_valid"] = round(float(ok.mean()), 4)
+            r[f"{name}_rejected"] = round(float((pred == -1).mean()), 4)
+            clusters: Dict[str, Dict] = {}
+            for c in sorted({p.cluster for p in ps}):
+                rows = [i for i, p in enumerate(ps) if p.cluster == c]
+                p0 = ps[rows[0]]
+                m = cluster_class_metrics(pred[rows].ravel(), p0.valid_digits,
+                                          p0.class_weights or None)
+                clusters[p0.cluster_name] = {
+                    "n": m["n"], "validity": round(m["validity"], 4),
+                    "spread": round(m["spread"], 4), "tv": round(m["tv"], 4),
+                    "distribution": {str(d): round(float(v), 4)
+                                     for d, v in zip(p0.valid_digits, m["distribution"])},
+                    "caption_distribution": {str(d): v for d, v in
+                                             zip(p0.valid_digits, p0.class_weights)}}
+            r[f"{name}_clusters"] = clusters
+            r[f"{name}_spread"] = round(float(np.nanmean([v["spread"] for v in clusters.values()])), 4)
+            r[f"{name}_tv"] = round(float(np.nanmean([v["tv"] for v in clusters.values()])), 4)
         r["seconds"] = round(time.perf_counter() - t0, 2)
         r["images"] = n_img
         rep[f"cfg_{w:g}"] = r

@@ -40,7 +40,7 @@ from torch import nn
 from ..utils import pick_device, set_seed
 from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
                       torch_threads)
-from .digits_data import IMAGE_SIZE, digits_arrays
+from .digits_data import IMAGE_SIZE, augment_digits, digits_arrays
 
 FEATURE_DIM = 64
 #: What :meth:`DigitsJudge.predict` returns for an image it does not accept as a digit.
@@ -186,21 +186,6 @@ class DigitsJudge:
                 f"rejects={self.can_reject}, min_confidence={self.min_confidence:g})")
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random small affine jitter (shift <=1.5 px, rotation <=10 deg, scale 0.9-1.1) + noise."""
-    B = x.shape[0]
-    ang = (torch.rand(B, generator=g) - 0.5) * (20 * np.pi / 180)
-    sc = 0.9 + 0.2 * torch.rand(B, generator=g)
-    sh = (torch.rand(B, 2, generator=g) - 0.5) * (3.0 / IMAGE_SIZE) * 2
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.stack([torch.stack([cos, -sin, sh[:, 0]], 1),
-                         torch.stack([sin, cos, sh[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-    x = x + 0.05 * torch.randn(x.shape, generator=g)
-    return x.clamp(0, 1)
-
-
 def _calibration_split(y: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -274,7 +259,7 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
             for s in range(0, len(x_tr), bs):
                 idx = perm[s:s + bs]
                 neg = mixed_negatives(negatives_per_batch, g, x_tr, y_tr_t)
-                logits, _ = net(torch.cat([_augment(x_tr[idx], g), neg]))
+                logits, _ = net(torch.cat([augment_digits(x_tr[idx], g), neg]))
                 loss = F.cross_entropy(logits, torch.cat([y_tr_t[idx], reject]),
                                        label_smoothing=0.05)
                 opt.zero_grad(set_to_none=True)

@@ -255,7 +255,7 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
     replacement: a bootstrap would duplicate samples, and a duplicate raises kernel
     similarity and biases every entropy down (:func:`expected_inverse_rke`). The spread of
     the subset differences estimates the full-size standard error with the delete-d
-    jackknife factor (Shao & Wu 1989; docs/maths.md, "Intervals")::
+    jackknife factor (d = n - m rows left out; docs/maths.md, "Intervals")::
 
         se = sd(subset deltas) * sqrt(m / (n - m))        (m = size; factor 1 for halves)
 

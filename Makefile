@@ -38,7 +38,8 @@ test-notebooks: $(STAMP)
 	$(PY) -m pytest --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
 
 lab: $(STAMP)
-	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)"
+	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)" \
+	  --env OMP_WAIT_POLICY PASSIVE
 	MPLBACKEND= $(VENV)/bin/jupyter lab notebooks/
 
 bench: $(STAMP)

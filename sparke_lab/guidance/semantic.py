@@ -67,3 +67,104 @@ def clip_text_features(model, tokenizer, prompts: List[str]) -> torch.Tensor:
     ids = tokenizer(list(prompts), padding="max_length", max_length=n_pos, truncation=True,
                     return_tensors="pt").input_ids.to(dev)
     return clip_text_embeds(model, ids)
+
+
+class ClipFeatures:
+    """Semantic guidance features: an image-text model on the decoded predicted clean image.
+
+    Pass it as ``features=`` to :class:`~sparke_lab.guidance.SparkeGuidance` (and the
+    baselines built on it). At a guided step the guidance predicts the clean latent
+    ``x0_hat = (z - sqrt(1 - a) eps) / sqrt(a)`` with one extra denoiser call (eps held
+    fixed, so ``d x0_hat / d z = 1 / sqrt(a)``), decodes it with the pipeline's VAE, and
+    takes the L2-normalised image embedding of ``model``: differentiable end to end (VAE
+    decoder and image tower), by autograd. Finished samples enter the bank with the
+    embedding of their final image. Prompt features for the prompt kernel come from the same
+    model's text tower (:meth:`encode_prompts`), as the paper uses CLIP text features.
+
+    ``model``: a ``transformers.CLIPModel`` (frozen here); ``tokenizer``: its tokenizer;
+    ``image_size``, ``image_mean``, ``image_std``: its processor's crop size and
+    normalisation (for a hub checkpoint: ``CLIPImageProcessor.from_pretrained(path)``'s
+    ``crop_size["height"]``, ``image_mean``, ``image_std``; :meth:`from_pretrained` reads
+    them). :meth:`for_digits` gives the shipped digits encoder.
+
+    Taught in: 08_guided_generation_digits (semantic vs latent guidance).
+    """
+
+    needs_x0 = True
+
+    def __init__(self, model, tokenizer, image_size: int, image_mean: Sequence[float],
+                 image_std: Sequence[float]):
+        if int(image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        if len(image_mean) != len(image_std) or any(float(s) <= 0 for s in image_std):
+            raise ValueError(f"image_mean and image_std must have the same length and positive "
+                             f"stds, got {image_mean} and {image_std}")
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.image_size = int(image_size)
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
+
+    def __repr__(self) -> str:
+        return (f"ClipFeatures({type(self.model).__name__}, image_size={self.image_size}, "
+                f"dim={self.dim})")
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @classmethod
+    def for_digits(cls, device=None) -> "ClipFeatures":
+        """The shipped digits image-text encoder (:func:`sparke_lab.models.load_digits_clip`)."""
+        from ..models import load_digits_clip
+
+        c = load_digits_clip(device=device)
+        return cls(c.model, c.tokenizer, c.image_size, c.image_mean, c.image_std)
+
+    @classmethod
+    def from_pretrained(cls, path: str, device=None, dtype=None) -> "ClipFeatures":
+        """A local ``CLIPModel`` folder (or a hub id already in the cache) with its tokenizer
+        and image processor config; no download is attempted here."""
+        import json
+        from pathlib import Path
+
+        from transformers import AutoTokenizer, CLIPModel
+
+        from ..utils import pick_device
+
+        model = CLIPModel.from_pretrained(path, local_files_only=True,
+                                          **({} if dtype is None else {"torch_dtype": dtype}))
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        pre_path = Path(path) / "preprocessor_config.json"
+        pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}
+        crop = pre.get("crop_size", model.config.vision_config.image_size)
+        size = crop.get("height", crop) if isinstance(crop, dict) else crop
+        mean = pre.get("image_mean", [0.48145466, 0.4578275, 0.40821073])
+        std = pre.get("image_std", [0.26862954, 0.26130258, 0.27577711])
+        return cls(model.to(pick_device(device)), tok, int(size), mean, std)
+
+    # ------------------------------------------------------------------ features
+    def encode_prompts(self, prompts) -> torch.Tensor:
+        """(n, d) L2-normalised text features of ``prompts`` (for the prompt kernel)."""
+        return clip_text_features(self.model, self.tokenizer, list(prompts)).cpu()
+
+    def decode(self, pipe, x0: torch.Tensor) -> torch.Tensor:
+        """The pipeline's VAE decode of clean latents ``x0`` to images in [0, 1] (B, C, H, W),
+        differentiable (not clamped, so that the gradient never vanishes at the range's edge)."""
+        vae = getattr(pipe, "vae", None)
+        if vae is None:
+            raise ValueError(f"semantic features need a latent pipeline with a VAE; "
+                             f"{type(pipe).__name__} has none")
+        sf = float(getattr(vae.config, "scaling_factor", 1.0))
+        shift = getattr(vae.config, "shift_factor", None)
+        z = x0.to(vae.dtype) / sf
+        if shift is not None:
+            z = z + float(shift)
+        return (vae.decode(z).sample.float() + 1.0) / 2.0
+
+    def image_features(self, pipe, x0: torch.Tensor) -> torch.Tensor:
+        """(B, d) L2-normalised embeddings of the decoded ``x0`` latents (differentiable)."""
+        img = self.decode(pipe, x0)
+        dev = next(self.model.parameters()).device
+        return clip_image_features(self.model, img.to(dev), self.image_size, self.image_mean,
+                                   self.image_std).to(x0.device)

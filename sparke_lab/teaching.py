@@ -236,6 +236,7 @@ def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: i
     """
     import torch
     from .guidance import MemoryBank
+    from .guidance.objectives import bank_loss_grad
     Xb = torch.as_tensor(np.asarray(bank_points, dtype=np.float32))
     eye = torch.eye(int(n_classes))
     Tb = eye[torch.as_tensor(np.asarray(bank_classes, dtype=np.int64))]
@@ -244,8 +245,8 @@ def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: i
     gx, gy = np.meshgrid(xs, xs)
     F = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))
     Tq = eye[int(query_class)].expand(len(F), -1).contiguous() if conditional else None
-    loss, grad = bank.loss_and_grad(F, Tq, kernel="gaussian", sigma=float(sigma_image),
-                                    kernel_t="gaussian", sigma_t=float(sigma_text))
+    loss, grad = bank_loss_grad(bank, F, Tq, kernel="gaussian", sigma=float(sigma_image),
+                                kernel_t="gaussian", sigma_t=float(sigma_text))
     U, V = (-grad).numpy().T
     return gx, gy, U.reshape(gx.shape), V.reshape(gx.shape), loss.numpy().reshape(gx.shape)
 

@@ -82,7 +82,7 @@ def _grid_figure(images, prompt_idx, prompts, method, per_row=8, max_prompts=8):
             if c < len(idx):
                 im = images[idx[c]]
                 ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].set_ylabel(prompts[pi]["prompt"], rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(prompts[pi].prompt, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(method, fontsize=11)
     return fig
 
@@ -147,7 +147,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         for j, pi in enumerate(sorted(set(lab_p.tolist()))):
             sel = lab_p == pi
             axes[1].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, color=cmap(j % 20),
-                            label=prompts[pi]["prompt"][:28] if j < 20 else None)
+                            label=prompts[pi].prompt[:28] if j < 20 else None)
         axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         axes[1].set_title("coloured by prompt")
         for ax in axes:

@@ -23,8 +23,8 @@ def _orders(text: str) -> List[float]:
 
 def cmd_scores(args) -> int:
     from . import scores
-    from .demo import format_table
     from .io import load_features
+    from .utils import format_table
 
     X = load_features(args.features, args.key)
     T = load_features(args.prompts, args.prompt_key) if args.prompts else None
@@ -64,7 +64,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_mixture(args) -> int:
-    from .demo import DEMO_COLUMNS, format_table, mixture_demo
+    from .mixture_demo import DEMO_COLUMNS, mixture_demo
+    from .utils import format_table
     rows = mixture_demo(args.out, full=args.full or None, seed=args.seed)
     print("Score analysis of Gaussian mixtures with a known number of modes")
     print("(RKE should match 1/sum w^2 and Vendi should match exp H(w) for well-separated modes)\n")
@@ -74,8 +75,8 @@ def cmd_mixture(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .demo import format_table
     from .experiments import load_prompt_file, parse_methods, run
+    from .utils import format_table
     results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods), args.out,
                   per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,

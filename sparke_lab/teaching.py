@@ -340,11 +340,8 @@ def tile_images(images, nrow: int = 8, pad: int = 1, value: float = 0.5) -> np.n
     ``ax.imshow`` next to other panels (``plotting.plot_image_grid`` makes its own figure).
     Taught in: 08_guided_generation_digits, 09_stable_diffusion_on_gpu, 10_evaluate_your_own_model.
     """
-    imgs = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
-    if imgs.ndim == 4 and imgs.shape[1] in (1, 3) and imgs.shape[-1] not in (1, 3):
-        imgs = imgs.transpose(0, 2, 3, 1)
-    if imgs.ndim == 4 and imgs.shape[-1] == 1:
-        imgs = imgs[..., 0]
+    from .plotting import image_stack
+    imgs = image_stack(images)
     if imgs.ndim not in (3, 4) or len(imgs) == 0:
         raise ValueError(f"expected a non-empty stack of images, got shape {imgs.shape}")
     B, H, W = imgs.shape[:3]

@@ -287,7 +287,7 @@ def _toy_samples(guidance, seed: int, n_per_class: int, steps: int, cfg: float, 
 def _toy_unguided_tv(seed: int, n_per_class: int, steps: int, cfg: float, batch_size: int) -> float:
     # the unguided reference of a seed is the same for every setting: sample it once
     from . import teaching
-    from .models._common import torch_threads
+    from .utils import torch_threads
     mix = _toy_pipeline().mixture
     with torch_threads(1):
         x = _toy_samples(None, seed, n_per_class, steps, cfg, batch_size)
@@ -320,7 +320,7 @@ def evaluate_toy_setting(setting: Optional[Dict] = None, seed: int = 0, n_per_cl
     """
     from . import teaching
     from .guidance import SparkeGuidance
-    from .models._common import torch_threads
+    from .utils import torch_threads
 
     if setting is not None and not isinstance(setting, dict):
         raise TypeError(f"setting must be a dict of SparkeGuidance keyword arguments, got "

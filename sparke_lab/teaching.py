@@ -263,11 +263,11 @@ def toy_guidance_explorer(pipe, labels, scale: float = 1.0, sigma: float = 1.0, 
     Taught in: 07_guided_sampling_2d.
     """
     import ipywidgets as W
-    from .widgets import LiveFigure, _sigma_slider
+    from .widgets import LiveFigure, sigma_slider
     scale_w = W.FloatSlider(value=scale, min=0.0, max=4.0, step=0.25, description="scale",
                             continuous_update=False)
     return LiveFigure(toy_guided_panel, {"scale": scale_w,
-                                         "sigma": _sigma_slider(sigma, 0.1, 5.0)},
+                                         "sigma": sigma_slider(sigma, 0.1, 5.0)},
                       pipe=pipe, labels=labels, **fixed)
 
 

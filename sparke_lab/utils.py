@@ -4,6 +4,7 @@ Taught in: notebooks 01 (devices and seeds are set in every parameter cell).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
@@ -80,6 +81,24 @@ def set_seed(seed: int) -> None:
 def make_generator(seed: int, device: DeviceLike = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (pipelines take these)."""
     return torch.Generator(device=pick_device(device)).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]):
+    """Temporarily set torch's intra-op thread count (``None``: leave it unchanged).
+
+    Tiny models (the 2-D toy MLP) run fastest on one thread, and on a small shared CPU extra
+    threads that spin-wait make them many times slower.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def format_table(rows: List[dict], columns: List[str], floatfmt: str = "{:.3f}") -> str:

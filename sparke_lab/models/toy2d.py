@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..utils import make_generator, pick_device, set_seed
-from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir,
-                      read_json, torch_threads)
+from ..utils import make_generator, pick_device, set_seed, torch_threads
+from ._common import PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 

@@ -23,8 +23,8 @@ def _orders(text: str) -> List[float]:
 
 def cmd_scores(args) -> int:
     from . import scores
-    from .demo import format_table
     from .io import load_features
+    from .utils import format_table
 
     X = load_features(args.features, args.key)
     T = load_features(args.prompts, args.prompt_key) if args.prompts else None
@@ -64,7 +64,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_mixture(args) -> int:
-    from .demo import DEMO_COLUMNS, format_table, mixture_demo
+    from .mixture_demo import DEMO_COLUMNS, mixture_demo
+    from .utils import format_table
     rows = mixture_demo(args.out, full=args.full or None, seed=args.seed)
     print("Score analysis of Gaussian mixtures with a known number of modes")
     print("(RKE should match 1/sum w^2 and Vendi should match exp H(w) for well-separated modes)\n")
@@ -74,35 +75,18 @@ def cmd_mixture(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .demo import format_table
-    from .distributed import init_distributed, shutdown
-    from .experiments import ComparisonRun, RunConfig, load_prompt_file, parse_methods
-    from .utils import pick_device
-    prompts = load_prompt_file(args.prompts)
-    methods = parse_methods(args.methods)
-    if args.per_prompt < 2 or args.steps < 1 or args.batch_size < 1:
-        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
-    group = init_distributed(args.backend, sketch_sync=args.sketch_sync)  # a group of one outside torchrun
-    device = args.device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
-    # a round is --batch-size samples on each process; a folder resumes on any process count
-    # that gives the same round size
-    cfg = RunConfig(model=args.model, prompts=[dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid))
-                                               for p in prompts],
-                    methods=methods, per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg,
-                    seed=args.seed, batch_size=args.batch_size * group.world_size, device=device,
-                    dtype=args.dtype or "auto", features=args.features, bank=args.bank)
-    run = ComparisonRun(cfg, Path(args.out), progress=not args.no_progress, group=group)
-    run.run(evaluate=False)
-    # leave the group only after every rank generated (on an error a rank exits at once and
-    # torchrun stops the others); rank 0 evaluates alone afterwards
-    group.barrier()
-    shutdown()
-    if not group.is_main:
+    from .experiments import load_prompt_file, parse_methods, run
+    from .utils import format_table
+    results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods), args.out,
+                  per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                  batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                  features=args.features, bank=args.bank, evaluate=not args.no_eval,
+                  progress=not args.no_progress, backend=args.backend, sketch_sync=args.sketch_sync)
+    if results is None:  # another process of a torchrun job: rank 0 reports
         return 0
     if args.no_eval:
         print(f"samples and banks in {Path(args.out) / 'samples'} (no evaluation: --no-eval)")
         return 0
-    results = run.evaluate()
     cols = ["method", "samples", "cond_vendi", "vendi", "rke", "in_batch_sim", "broad_spread",
             "prompt_fidelity", "precision", "recall", "coverage", "kid", "sec_per_sample"]
     cols = [c for c in cols if any(c in r for r in results.values())]

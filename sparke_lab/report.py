@@ -1,5 +1,7 @@
 """The comparison report: one self-contained ``report.html`` (figures embedded) plus PNG files.
 
+The figures are drawn by :mod:`sparke_lab.plotting`; this module lays them out with the table.
+
 Sections: the metrics table (with intervals for the gain over the first method), image grids side by side, a UMAP map
 of image features coloured by method and by prompt, eigenspectra per method, mode galleries
 (the samples carrying the top eigenvectors) and the fidelity-diversity curve over the
@@ -67,38 +69,19 @@ def _img_tag(b64: str, alt: str, rel: str) -> str:
             f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>')
 
 
-def _grid_figure(images, prompt_idx, prompts, method, per_row=8, max_prompts=8):
-    import matplotlib.pyplot as plt
-    shown = sorted(set(prompt_idx.tolist()))[:max_prompts]
-    fig, axes = plt.subplots(len(shown), per_row, figsize=(per_row * 0.75 + 2.2, len(shown) * 0.78 + 0.4),
-                             squeeze=False)
-    for r, pi in enumerate(shown):
-        idx = np.flatnonzero(prompt_idx == pi)[:per_row]
-        for c in range(per_row):
-            ax = axes[r, c]
-            ax.set_xticks([]), ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if c < len(idx):
-                im = images[idx[c]]
-                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].set_ylabel(prompts[pi]["prompt"], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(method, fontsize=11)
-    return fig
-
-
 def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str, dict],
                  prompt_idx: np.ndarray, sigma: float, real) -> Path:
     """Write figures under ``out/figures`` and the self-contained ``out/report.html``."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .plotting import plot_mode_gallery, plot_spectrum, use_style
+    from .plotting import (plot_map_by_method_and_prompt, plot_mode_gallery, plot_prompt_grid,
+                           plot_scale_curve, plot_spectrum, use_style)
     use_style()
     out = Path(out)
     figs = out / "figures"
     methods = list(results)
     prompts = cfg.prompts
+    texts = [p.prompt for p in prompts]
     parts: List[str] = []
 
     # metrics table
@@ -125,7 +108,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
     # image grids
     tags = []
     for m in methods:
-        b64 = _png(_grid_figure(per_method[m]["images"], prompt_idx, prompts, m), figs / f"grid_{_safe(m)}.png")
+        b64 = _png(plot_prompt_grid(per_method[m]["images"], prompt_idx, texts, title=m), figs / f"grid_{_safe(m)}.png")
         tags.append(_img_tag(b64, f"samples: {m}", f"figures/grid_{_safe(m)}.png"))
     parts.append('<h2>Samples</h2><p>Same prompts (rows) and seeds (columns) for every method.</p>'
                  f'<div class="row">{"".join(tags)}</div>')
@@ -137,22 +120,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         lab_m = np.concatenate([[i] * len(per_method[m]["features"]) for i, m in enumerate(methods)])
         lab_p = np.concatenate([prompt_idx for _ in methods])
         Z = umap_embed(F, random_state=0)
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-        for i, m in enumerate(methods):
-            sel = lab_m == i
-            axes[0].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, label=m)
-        axes[0].legend(markerscale=3, fontsize=8)
-        axes[0].set_title("coloured by method")
-        cmap = plt.get_cmap("tab20")
-        for j, pi in enumerate(sorted(set(lab_p.tolist()))):
-            sel = lab_p == pi
-            axes[1].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, color=cmap(j % 20),
-                            label=prompts[pi]["prompt"][:28] if j < 20 else None)
-        axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        axes[1].set_title("coloured by prompt")
-        for ax in axes:
-            ax.set_xlabel("UMAP 1"), ax.set_ylabel("UMAP 2")
-        b64 = _png(fig, figs / "umap.png")
+        b64 = _png(plot_map_by_method_and_prompt(Z, lab_m, methods, lab_p, texts), figs / "umap.png")
         parts.append("<h2>UMAP of image features</h2><p>Distances in a UMAP picture are not the kernel "
                      "distances the scores use; read it as a map, and the table as the measurement.</p>"
                      + _img_tag(b64, "UMAP of image features", "figures/umap.png"))
@@ -181,19 +149,8 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
     # fidelity-diversity over the guidance scale
     curve = _scale_curve(results)
     if len(curve) >= 2:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [s for s, _ in curve]
-        ax.plot(xs, [r.get("cond_vendi") for _, r in curve], marker="o", label="Cond-Vendi")
-        ax.set_xlabel("SPARKE guidance scale η")
-        ax.set_ylabel("Cond-Vendi (diversity)")
-        if all("prompt_fidelity" in r for _, r in curve):
-            ax2 = ax.twinx()
-            ax2.plot(xs, [100 * r["prompt_fidelity"] for _, r in curve], marker="s", color="C1", label="prompt fidelity")
-            ax2.set_ylabel("prompt fidelity (%)", color="C1")
-            ax2.set_ylim(0, 102)
-            ax2.grid(False)
-        ax.set_title("fidelity–diversity trade-off")
-        ax.legend(loc="upper left")
+        fidelity = [r["prompt_fidelity"] for _, r in curve] if all("prompt_fidelity" in r for _, r in curve) else None
+        fig = plot_scale_curve([s for s, _ in curve], [r.get("cond_vendi") for _, r in curve], fidelity)
         parts.append("<h2>Fidelity–diversity over the scale</h2>"
                      + _img_tag(_png(fig, figs / "scale_curve.png"), "trade-off over the guidance scale",
                                 "figures/scale_curve.png"))

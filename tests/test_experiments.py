@@ -97,6 +97,18 @@ def test_other_configuration_is_refused(tmp_path, pipe):
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
+def test_config_json_keeps_its_keys(tmp_path, pipe):
+    """RunConfig holds PromptSpecs; config.json keeps the JSON it always had (old folders resume)."""
+    specs = [E.PromptSpec("an odd digit", 0, (1, 3, 5, 7, 9)), E.PromptSpec("a handwritten three", 1, (3,))]
+    E.ComparisonRun(config(prompts=specs), tmp_path / "run", pipe=pipe, progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["prompts"] == [{"prompt": "an odd digit", "cluster": 0, "valid": [1, 3, 5, 7, 9]},
+                                {"prompt": "a handwritten three", "cluster": 1, "valid": [3]}]
+    assert set(saved) == {"model", "prompts", "methods", "per_prompt", "steps", "cfg", "seed",
+                          "batch_size", "dtype", "features"}
+    E.ComparisonRun(config(), tmp_path / "run", pipe=pipe, progress=False)  # dict prompts: the same run
+
+
 class _Collect(HTMLParser):
     def __init__(self):
         super().__init__()

@@ -7,7 +7,7 @@ import torch
 
 import sparke_lab as sl
 from sparke_lab.guidance import MemoryBank, SketchBank, SparkeGuidance, load_bank
-from sparke_lab.guidance.bank import kernel_row_loss_grad, prompt_weights
+from sparke_lab.guidance.objectives import kernel_row_loss_grad, prompt_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
 

@@ -20,8 +20,9 @@ from typing import Optional, Tuple
 import torch
 
 from ..kernels import check_sigma
-from ._base import GuidanceCallback, apply_update, check_scale, check_window, generate as _generate
-from .sparke import NORMALIZATIONS, SparkeGuidance
+from ._base import GuidanceCallback, apply_update, check_scale, generate as _generate
+from .objectives import NORMALIZATIONS, guidance_step, sphere_features, sphere_pullback
+from .sparke import SparkeGuidance
 
 
 class _GenerateMixin:
@@ -61,8 +62,9 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
         if self.scale == 0 or not self.acts_on(step_index, total):
             return callback_kwargs
         z = latents.detach().float().reshape(B, -1)
-        nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
-        f = z if self.features == "raw" else z / nz
+        f, nz = sphere_features(z)
+        if self.features == "raw":
+            f = z
         fa, _, start = self.gather_batch(f)          # the round's particles on every process
         n = fa.shape[0]
         if n < 2:
@@ -79,14 +81,8 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
         # repulsive force = -grad_{f_i} sum_j k_ij = (2 / h) sum_j k_ij (f_i - f_j)
         force = (2.0 / h) * (K.sum(1, keepdim=True) * f - K @ fa)
         if self.features == "latent":
-            force = force - (force * f).sum(1, keepdim=True) * f   # tangent to the sphere
-            force = force / nz
-        if self.normalize == "published":
-            fn = torch.linalg.vector_norm(force, dim=1, keepdim=True)
-            step = torch.where(fn > 0, force / fn.clamp_min(1e-30), torch.zeros_like(force)) \
-                * (self.scale * nz)
-        else:
-            step = self.scale * force
+            force = sphere_pullback(force, f, nz)   # tangent to the sphere, in latent units
+        step = guidance_step(force, z, self.scale, self.normalize)
         callback_kwargs["latents"] = apply_update(latents, z + step, "ParticleGuidance")
         return callback_kwargs
 

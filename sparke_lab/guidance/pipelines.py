@@ -3,8 +3,9 @@
 * Prompt features come from the pipeline's own text encoder, pooled and L2-normalised:
   SD 1.x/2.x use the CLIP text model's pooled output (``pooler_output`` or ``text_embeds``),
   SDXL the projected pooled output of ``text_encoder_2``, PixArt-Sigma (T5) the mean of the
-  token states under the attention mask. The 2-D toy uses one-hot class vectors.
-  A user may pass ``encoder=callable(list_of_prompts) -> (n, e) tensor`` instead.
+  token states under the attention mask. A pipeline with a ``prompt_features(prompts)``
+  method gives its own (the 2-D toy's :class:`~sparke_lab.models.ToyPipeline`: one-hot
+  classes). A user may pass ``encoder=callable(list_of_prompts) -> (n, e) tensor`` instead.
 * Hooking in: diffusers 0.42 pipelines call ``callback_on_step_end`` after each
   ``scheduler.step``. PixArt-Sigma in 0.42 only has the legacy ``callback(step, t, latents)``:
   :func:`call_pipeline` adapts a step-end callback to it by writing the new latents *in
@@ -23,16 +24,11 @@ import torch
 FAMILIES = ("sd", "sdxl", "pixart", "toy2d", "generic")
 
 
-def is_toy(pipe) -> bool:
-    """True for the 2-D toy denoiser of :mod:`sparke_lab.models` (duck-typed)."""
-    return hasattr(pipe, "null_class") and hasattr(pipe, "n_classes") and hasattr(pipe, "sample")
-
-
 def pipeline_family(pipe) -> str:
     """One of ``sd``, ``sdxl``, ``pixart``, ``toy2d``, ``generic``, from the class and components."""
-    if is_toy(pipe):
-        return "toy2d"
     name = type(pipe).__name__.lower()
+    if "toy" in name:
+        return "toy2d"
     if "pixart" in name:
         return "pixart"
     if "xl" in name or getattr(pipe, "text_encoder_2", None) is not None:
@@ -94,7 +90,8 @@ def encode_prompts(pipe, prompts: Sequence, encoder: Optional[Callable] = None,
     """L2-normalised pooled prompt features (n, e), float32, from the pipeline's own encoder.
 
     ``prompts``: strings (class indices for the 2-D toy). ``encoder``: a callable mapping a
-    list of prompts to an (n, e) tensor or array, overriding the pipeline's encoder.
+    list of prompts to an (n, e) tensor or array, overriding the pipeline's encoder; a
+    pipeline's own ``prompt_features(prompts)`` method comes next.
     Computed once per :func:`~sparke_lab.guidance.generate` call.
     Taught in: 08_guided_generation_digits.
     """
@@ -110,12 +107,10 @@ def encode_prompts(pipe, prompts: Sequence, encoder: Optional[Callable] = None,
         if not bool(torch.isfinite(T).all()):
             raise ValueError("encoder returned NaN/Inf prompt features")
         return _normalise(T)
+    own = getattr(pipe, "prompt_features", None)
+    if callable(own):  # a pipeline that knows its prompt features (the 2-D toy)
+        return _normalise(torch.as_tensor(own(prompts)).cpu())
     fam = pipeline_family(pipe)
-    if fam == "toy2d":
-        lab = torch.as_tensor([int(p) for p in prompts])
-        if lab.min() < 0 or lab.max() >= pipe.n_classes:
-            raise ValueError(f"toy prompts are class indices 0..{pipe.n_classes - 1}")
-        return torch.nn.functional.one_hot(lab, pipe.n_classes).float()
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be strings")
     out = []
@@ -155,16 +150,7 @@ def call_pipeline(pipe, callback=None, **kwargs):
 
     Pipelines with ``callback_on_step_end`` get it directly. Others (PixArt-Sigma in diffusers
     0.42) get the legacy ``callback(step, t, latents)`` whose new latents are copied in place.
-    The 2-D toy is sampled with ``sample_toy2d`` (``prompt`` = class indices).
     """
-    if is_toy(pipe):
-        from ..models.toy2d import sample_toy2d
-
-        labels = kwargs.pop("prompt")
-        steps = kwargs.pop("num_inference_steps", 50)
-        kwargs.pop("output_type", None)
-        kwargs.pop("num_images_per_prompt", None)
-        return sample_toy2d(pipe, labels, num_steps=steps, callback_on_step_end=callback, **kwargs)
     if callback is None:
         return pipe(**kwargs)
     if supports_step_end_callback(pipe):

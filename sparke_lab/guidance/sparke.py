@@ -22,19 +22,19 @@ Taught in: 07_guided_sampling_2d (the objective and its gradient on 2-D points),
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from ..kernels import check_kernel, check_sigma, kernel_matrix
+from ..kernels import check_kernel, check_sigma
 from ._base import (GuidanceCallback, apply_update, check_scale, generate as _generate)
-from .bank import MemoryBank, SketchBank, kernel_row_loss_grad, prompt_weights
+from .bank import MemoryBank, SketchBank
+from .objectives import (NORMALIZATIONS, bank_loss_grad, guidance_step, peer_loss_grad,
+                         sphere_features, sphere_pullback, vendi_loss_grad)
 from .pipelines import pool_prompt_embeds
 
 OBJECTIVES = ("cond-rke", "rke", "vendi", "cond-vendi")
-NORMALIZATIONS = ("published", "none")
 FEATURES = ("latent", "raw", "x0")
 
 #: Recommended settings per model family (measured; see docs/guidance.md).
@@ -208,45 +208,32 @@ class SparkeGuidance(GuidanceCallback):
         if ctx is not None and ctx[0].shape == latents.shape:
             # predicted clean sample x0 ~ (z - sqrt(1 - a) eps) / sqrt(a), eps held fixed:
             # d f / d z = (I - f f^T) / (|x0| sqrt(a))
-            x0, dz = ctx[0].reshape(z.shape), ctx[1]
-            n0 = torch.linalg.vector_norm(x0, dim=1, keepdim=True).clamp_min(1e-12)
-            f0 = x0 / n0
-            return f0, (lambda gF: (gF - (gF * f0).sum(1, keepdim=True) * f0) / n0 * dz)
-        nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
-        f = z / nz
-
-        def pull(gF):  # d(z/|z|)/dz = (I - f f^T) / |z|
-            return (gF - (gF * f).sum(1, keepdim=True) * f) / nz
-        return f, pull
+            dz = ctx[1]
+            f0, n0 = sphere_features(ctx[0].reshape(z.shape))
+            return f0, (lambda gF: sphere_pullback(gF, f0, n0) * dz)
+        f, nz = sphere_features(z)
+        return f, (lambda gF: sphere_pullback(gF, f, nz))
 
     # ---------------------------------------------------------------- objectives
     def _rke_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
         Tq = T if self.conditional else None
         kw = dict(kernel=self.kernel, sigma=self.sigma_image, kernel_t=self.kernel_text,
                   sigma_t=self.sigma_text)
-        loss, grad = self.bank.loss_and_grad(F, Tq, **kw)
+        loss, grad = bank_loss_grad(self.bank, F, Tq, **kw)
         rows = len(self.bank)
         if self.reference is not None and len(self.reference):
-            l2, g2 = self.reference.loss_and_grad(F, Tq, **kw)
+            l2, g2 = bank_loss_grad(self.reference, F, Tq, **kw)
             loss, grad, rows = loss + l2, grad + g2, rows + len(self.reference)
         Fp, Tp, start = peers if peers is not None else (F, Tq, 0)  # the whole round's samples
         if self.in_batch and Fp.shape[0] > 1:
-            w = torch.ones(Fp.shape[0], F.shape[0], device=F.device, dtype=F.dtype) if Tq is None \
-                else prompt_weights(Tp, Tq, self.kernel_text, self.sigma_text)
-            own = torch.arange(F.shape[0], device=F.device)
-            # the self-pair (k = 1, zero gradient) gets weight 0: left in, its gradient would
-            # cancel only to round-off, and the published normalisation would blow that noise
-            # up to a full step for a sample with no similar neighbours
-            w[start + own, own] = 0.0
-            l3, g3 = kernel_row_loss_grad(Fp, F, self.kernel, self.sigma_image, w)
+            l3, g3 = peer_loss_grad(Fp, Tp, F, Tq, start, **kw)
             loss, grad = loss + l3, grad + g3
             rows += Fp.shape[0] - 1
         return loss, grad, rows
 
     def _vendi_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
-        """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient
-        w.r.t. the batch rows, via ``dH/dA = V diag(-(log lam + 1)) V^T`` (stable for
-        repeated eigenvalues). O(N^2 D + N^3)."""
+        """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient w.r.t.
+        the batch rows (:func:`~.objectives.vendi_loss_grad`). O(N^2 D + N^3)."""
         Xs, Ts = [], []
         for b in (self.bank, self.reference):
             if b is not None and len(b):
@@ -258,38 +245,12 @@ class SparkeGuidance(GuidanceCallback):
         if self.conditional:
             Ts.append(Tp)
         X = torch.cat(Xs).double()
-        N, B = X.shape[0], F.shape[0]
+        N = X.shape[0]
         first = N - Fp.shape[0] + start                          # this process's rows
-        KX = kernel_matrix(X, kernel=self.kernel, sigma=self.sigma_image)  # unit diagonal
-        KT = None
-        if self.conditional:
-            Tall = torch.cat(Ts).double()
-            KT = prompt_weights(Tall, Tall, self.kernel_text, self.sigma_text).sqrt()
-            KT.fill_diagonal_(1.0)
-        K = KX if KT is None else KX * KT
-        lam, V = torch.linalg.eigh(K / N)
-        lam = lam.clamp_min(0.0)
-        pos = lam > 1e-12
-        H = -(lam[pos] * lam[pos].log()).sum()
-        dlog = torch.where(pos, -(lam.clamp_min(1e-300).log() + 1.0), torch.zeros_like(lam))
-        G = (V * dlog) @ V.T / N                                  # dH/dK
-        rows = slice(first, first + B)
-        C = G[rows] * (KX[rows] if KT is None else KX[rows] * KT[rows])  # (B, N)
-        own = torch.arange(B, device=C.device)
-        C[own, first + own] = 0.0   # k(f, f) = 1 has no gradient; avoid round-off cancellation
-        Fb = X[rows]
-        if self.kernel == "gaussian":
-            # dH/df_b = 2 sum_j G_bj KT_bj dk/df_b,  dk/df_b = -k (f_b - x_j) / sigma^2
-            dH = (-2.0 / self.sigma_image ** 2) * (C.sum(1, keepdim=True) * Fb - C @ X)
-        else:
-            nb = Fb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            nx = X.norm(dim=1).clamp_min(1e-12)
-            Gw = G[rows] * (1.0 if KT is None else KT[rows])
-            Gw[own, first + own] = 0.0
-            kb = KX[rows]
-            dH = 2.0 * ((Gw / nx[None]) @ X / nb - (Gw * kb).sum(1, keepdim=True) * Fb / nb ** 2)
-        loss = torch.full((B,), float(-H), dtype=F.dtype, device=F.device)
-        return loss, (-dH).to(F.dtype), N - 1
+        loss, grad = vendi_loss_grad(X, torch.cat(Ts).double() if self.conditional else None,
+                                     first, F.shape[0], self.kernel, self.sigma_image,
+                                     self.kernel_text, self.sigma_text)
+        return loss.to(F.dtype), grad.to(F.dtype), N - 1
 
     def loss_and_grad(self, F: torch.Tensor, T: Optional[torch.Tensor] = None, peers=None):
         """Per-sample loss and its gradient w.r.t. the features ``F`` (B, D), plus the row count.
@@ -339,12 +300,7 @@ class SparkeGuidance(GuidanceCallback):
             warnings.warn(f"SPARKE: non-finite gradient for {int((~ok).sum())} of {B} samples; "
                           "their guidance step is skipped", RuntimeWarning, stacklevel=2)
             g = torch.where(ok[:, None], g, torch.zeros_like(g))
-        if self.normalize == "published":
-            gn = torch.linalg.vector_norm(g, dim=1, keepdim=True)
-            step = torch.where(gn > 0, g / gn.clamp_min(1e-30), torch.zeros_like(g))
-            step = step * (self.scale * torch.linalg.vector_norm(z, dim=1, keepdim=True))
-        else:
-            step = self.scale * g / max(rows, 1)
+        step = guidance_step(g, z, self.scale, self.normalize, rows)
         self.last_stats = {"loss": float(loss.mean()), "step_norm": float(step.norm(dim=1).mean()),
                            "rows": float(rows)}
         return apply_update(latents, z - step, "SPARKE")

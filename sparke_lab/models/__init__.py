@@ -4,7 +4,8 @@ Nothing here downloads weights: every model is trained in this repository (from 
 mixture and from scikit-learn's bundled digits) and loaded from local folders.
 
 - 2-D toy (notebook 07_guided_sampling_2d): :class:`ToyMixture`, :func:`load_toy2d`,
-  :func:`sample_toy2d`, :func:`train_toy2d`, :func:`evaluate_toy2d`.
+  :class:`ToyPipeline` (:func:`load_toy2d_pipeline`), :func:`sample_toy2d`,
+  :func:`train_toy2d`, :func:`evaluate_toy2d`.
 - digits mini-SD (notebook 08_guided_generation_digits): :func:`load_digits_pipeline`,
   :func:`generate_digits`, :func:`evaluate_digits_pipeline`, :func:`train_digits`,
   :func:`digits_real_images` (in :mod:`.digits_data`, the training images), :func:`load_prompt_set`.
@@ -19,13 +20,14 @@ from .digits import (digits_real_images, evaluate_digits_pipeline, generate_digi
                      load_digits_pipeline, train_digits)
 from .digits_clip import DigitsClip, load_digits_clip, train_digits_clip
 from .judge import REJECT, DigitsJudge, load_digits_judge, train_judge
-from .toy2d import (ToyDenoiser, ToyMixture, evaluate_toy2d, load_toy2d, sample_toy2d,
-                    train_toy2d)
+from .toy2d import (ToyDenoiser, ToyMixture, ToyPipeline, evaluate_toy2d, load_toy2d,
+                    load_toy2d_pipeline, sample_toy2d, train_toy2d)
 
 __all__ = [
     "data_dir", "Prompt", "load_prompt_set", "write_prompt_files",
     "digits_real_images", "evaluate_digits_pipeline", "generate_digits",
     "load_digits_pipeline", "train_digits", "DigitsJudge", "load_digits_judge", "train_judge",
     "REJECT", "DigitsClip", "load_digits_clip", "train_digits_clip",
-    "ToyDenoiser", "ToyMixture", "evaluate_toy2d", "load_toy2d", "sample_toy2d", "train_toy2d",
+    "ToyDenoiser", "ToyMixture", "ToyPipeline", "evaluate_toy2d", "load_toy2d",
+    "load_toy2d_pipeline", "sample_toy2d", "train_toy2d",
 ]

@@ -6,11 +6,12 @@ folder (for example a copy made by ``sparke-lab train ... --out DIR``).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Optional, Union
+
+from ..utils import torch_threads  # noqa: F401  (digits and judge import it from here)
 
 PathLike = Union[str, os.PathLike]
 
@@ -81,21 +82,3 @@ def load_safetensors(path: Path, name: str, device="cpu") -> dict:
 def dir_size_bytes(path: Path) -> int:
     """Total size in bytes of the files under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-@contextlib.contextmanager
-def torch_threads(n: Optional[int]):
-    """Temporarily set torch's intra-op thread count (``None``: leave it unchanged).
-
-    Tiny models (the 2-D toy MLP) run fastest on one thread, and on a small shared CPU extra
-    threads that spin-wait make them many times slower.
-    """
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -492,27 +492,23 @@ def save_digits_grid(pipe, path: PathLike, prompts: Optional[Sequence[str]] = No
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from ..plotting import plot_image_rows
+
     ps = load_prompt_set("mini") if prompts is None else \
         [Prompt(p, tuple(range(10)), -1, "", "custom") for p in prompts]
     imgs = generate_digits(pipe, [p.prompt for p in ps], images_per_prompt, num_inference_steps,
                            guidance_scale, seed=seed)
     pred = judge.predict(imgs) if judge is not None else None
     n, k = len(ps), images_per_prompt
-    fig, axes = plt.subplots(n, k, figsize=(0.75 * k + 2.2, 0.8 * n), squeeze=False)
-    for i, p in enumerate(ps):
-        for j in range(k):
-            ax = axes[i, j]
-            ax.imshow(imgs[i * k + j, 0].numpy(), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if pred is not None:
-                d = int(pred[i * k + j])
-                ax.set_title(str(d), fontsize=7, pad=1,
-                             color="black" if d in p.valid_digits else "red")
-        axes[i, 0].set_ylabel(p.prompt, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"digits mini-SD: {num_inference_steps} DDIM steps, CFG {guidance_scale:g}, "
-                 f"seed {seed}", fontsize=9)
+    rows = [[imgs[i * k + j, 0].numpy() for j in range(k)] for i in range(n)]
+    titles = None if pred is None else \
+        [[(str(int(d)), "black" if int(d) in p.valid_digits else "red") for d in pred[i * k:(i + 1) * k]]
+         for i, p in enumerate(ps)]
+    fig = plot_image_rows(rows, (0.75 * k + 2.2, 0.8 * n), row_labels=[p.prompt for p in ps],
+                          cell_titles=titles, frame=True, interpolation="nearest",
+                          title=f"digits mini-SD: {num_inference_steps} DDIM steps, CFG "
+                                f"{guidance_scale:g}, seed {seed}", title_size=9,
+                          cell_title_kw=dict(fontsize=7, pad=1))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,8 +87,9 @@ def cmd_compare(args) -> int:
     if args.no_eval:
         print(f"samples and banks in {Path(args.out) / 'samples'} (no evaluation: --no-eval)")
         return 0
-    cols = ["method", "samples", "cond_vendi", "vendi", "rke", "in_batch_sim", "broad_spread",
-            "prompt_fidelity", "precision", "recall", "coverage", "kid", "sec_per_sample"]
+    cols = ["method", "samples", "cond_vendi", "vendi", "in_batch_sim", "broad_spread", "broad_tv",
+            "broad_validity", "prompt_fidelity", "rejected", "precision", "recall", "coverage", "kid",
+            "sec_per_sample"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     print(format_table(list(results.values()), cols, "{:.3f}"))
     print(f"\nreport: {Path(args.out) / 'report.html'}")

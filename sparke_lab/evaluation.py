@@ -1,17 +1,19 @@
 """The metric rows of a comparison: one row per method, and the interval of its gain.
 
 Per method, on image features: Vendi, RKE, their prompt-aware (conditional) forms given the
-prompt cluster, in-batch similarity; with a classifier (the digits judge) prompt fidelity
-and the spread over the valid classes of broad prompts; with real reference features
-precision / recall / density / coverage and KID. The Cond-Vendi gain over the first method
-gets a 95 % interval from paired half-sample subsampling (the same images are drawn for
-every method). :mod:`sparke_lab.report` shows the rows; ``metrics.csv`` / ``metrics.json``
+prompt cluster, in-batch similarity; with a classifier (the digits judge) prompt fidelity,
+the share of rejected ("not a digit") samples and, per broad prompt cluster, validity, the
+spread over its valid classes and the total-variation distance of its class distribution to
+the caption distribution; with real reference features precision / recall / density /
+coverage and KID. The gains of Cond-Vendi, broad validity, spread and TV over the first
+method get 95 % intervals from paired half-sample subsampling (the same images are drawn
+for every method). :mod:`sparke_lab.report` shows the rows; ``metrics.csv`` / ``metrics.json``
 hold them. Used by ``sparke-lab compare``; taught in 08_guided_generation_digits.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,54 +41,112 @@ def diversity_row(F: np.ndarray, T: np.ndarray, clusters: np.ndarray, sigma: flo
             "in_batch_sim": M.in_batch_similarity(F, clusters)}
 
 
-class CondVendiGain:
-    """The Cond-Vendi gain of each method over the first one it sees, with a 95 % interval.
+class PairedGains:
+    """Gains of every method over the first one it sees, with 95 % intervals, for several
+    statistics at once.
 
-    Paired (the same images are drawn for every method): Cond-Vendi on ``n_boot`` random
-    halves without replacement (a bootstrap with replacement duplicates images and biases a
-    diversity score down), the same halves for every method; the standard error at full
-    size is ~ sd(half differences) / sqrt(2), and the interval normal around the full-size
-    gain.
+    Paired (sample ``i`` has the same prompt and seed for every method): each statistic is
+    also computed on ``n_boot`` random halves without replacement, the same halves for
+    every method (a bootstrap with replacement duplicates images and biases a diversity
+    score down). The standard error of the full-size gain is the standard deviation of the
+    half-sample gains itself (the delete-n/2 jackknife,
+    :func:`sparke_lab.evaluation_tools.interval_from_subset_deltas`), the interval normal.
+    The first method's half-sample values are cached.
     """
 
-    def __init__(self, T: np.ndarray, sigma: float, n_boot: int = 50):
-        self.T, self.sigma, self.n_boot = T, sigma, int(n_boot)
-        self.halves: Optional[List[np.ndarray]] = None
-        self._base: Optional[Tuple[np.ndarray, float]] = None
+    def __init__(self, n: int, n_boot: int = 50):
+        self.n, self.n_boot = int(n), int(n_boot)
+        self.halves = [np.random.default_rng(k).permutation(self.n)[: self.n // 2]
+                       for k in range(self.n_boot)]
+        self._base: Dict[str, Tuple[float, np.ndarray]] = {}
 
-    def row(self, F: np.ndarray, value: float) -> dict:
-        """``cond_vendi_delta`` and its interval ``_lo`` / ``_hi`` for features ``F`` whose
-        full-size Cond-Vendi is ``value`` (0 with a zero-width interval for the first)."""
-        if self.halves is None:
-            self.halves = [np.random.default_rng(k).permutation(len(F))[: len(F) // 2]
-                           for k in range(self.n_boot)]
-        half = np.array([scores.conditional_vendi_score(F[h], self.T[h], sigma_x=self.sigma,
-                                                        sigma_t=SIGMA_CLUSTER) for h in self.halves])
-        if self._base is None:
-            self._base = (half, value)
-        base_half, base_value = self._base
+    def row(self, name: str, value: float, half_values: Sequence[float]) -> dict:
+        """``{name}_delta`` and its interval ``_lo`` / ``_hi`` for a statistic of the current
+        method whose full-size value is ``value`` and whose values on :attr:`halves` are
+        ``half_values`` (0 with a zero-width interval for the first method); NaN when a half
+        has no value (e.g. no valid image)."""
+        from .evaluation_tools import interval_from_subset_deltas
+
+        half = np.asarray(half_values, dtype=float)
+        if name not in self._base:
+            self._base[name] = (value, half)
+        base_value, base_half = self._base[name]
         delta = value - base_value
-        se = float(np.std(half - base_half, ddof=1)) / math.sqrt(2.0)
-        return {"cond_vendi_delta": delta, "cond_vendi_delta_lo": delta - 1.96 * se,
-                "cond_vendi_delta_hi": delta + 1.96 * se}
+        d = half - base_half
+        if self.n < 4 or not np.isfinite(d).all() or not math.isfinite(delta):
+            lo = hi = float("nan")
+        else:
+            iv = interval_from_subset_deltas(delta, d, self.n, self.n // 2)
+            lo, hi = iv.lo, iv.hi
+        return {f"{name}_delta": delta, f"{name}_delta_lo": lo, f"{name}_delta_hi": hi}
 
 
 def fidelity_row(pred: Optional[np.ndarray], prompts, prompt_idx: np.ndarray) -> dict:
     """Prompt fidelity (the predicted class is valid for the sample's prompt; a prompt
-    without valid classes: any of ten) and, for broad prompts (several valid classes), the
-    mean spread over them. ``prompts``: specs with ``.valid``; ``prompt_idx``: per sample."""
+    without valid classes: any of ten; the judge's -1 "not a digit" is never valid) and the
+    share of rejected samples. ``prompts``: specs with ``.valid``; ``prompt_idx``: per sample."""
     valid_sets = [tuple(prompts[pi].valid) for pi in prompt_idx]
     if pred is None or not any(valid_sets):
         return {}
-    row = {"prompt_fidelity": M.prompt_fidelity(pred, [v or tuple(range(10)) for v in valid_sets])}
-    broad = [i for i, v in enumerate(valid_sets) if len(v) > 1]
-    if broad:
-        spreads = []
-        for pi in sorted({prompt_idx[i] for i in broad}):
-            sel = prompt_idx == pi
-            spreads.append(M.class_spread(pred[sel], prompts[pi].valid))
-        row["broad_spread"] = float(np.nanmean(spreads))
-    return row
+    return {"prompt_fidelity": M.prompt_fidelity(pred, [v or tuple(range(10)) for v in valid_sets]),
+            "rejected": float(np.mean(np.asarray(pred) == -1))}
+
+
+def broad_clusters(prompts, prompt_idx: np.ndarray) -> Dict[int, np.ndarray]:
+    """Sample indices of each broad prompt cluster (prompts with several valid classes),
+    pooled over the cluster's phrasings, by cluster id."""
+    prompt_idx = np.asarray(prompt_idx)
+    out: Dict[int, List[int]] = {}
+    for i, pi in enumerate(prompt_idx):
+        if len(prompts[pi].valid) > 1:
+            out.setdefault(prompts[pi].cluster, []).append(i)
+    return {c: np.asarray(v) for c, v in sorted(out.items())}
+
+
+def cluster_rows(pred: np.ndarray, prompts, prompt_idx: np.ndarray,
+                 idx: Optional[np.ndarray] = None) -> Dict[int, dict]:
+    """Per broad cluster (samples ``idx`` only, default all): validity, spread over the valid
+    classes and TV to the caption distribution (:func:`sparke_lab.metrics.cluster_class_metrics`;
+    TV is NaN for prompts without ``weights``)."""
+    pred, prompt_idx = np.asarray(pred), np.asarray(prompt_idx)
+    sel = np.arange(len(pred)) if idx is None else np.asarray(idx)
+    out = {}
+    for c, members in broad_clusters(prompts, prompt_idx).items():
+        m = np.intersect1d(members, sel)
+        if len(m) == 0:
+            continue
+        spec = prompts[prompt_idx[m[0]]]
+        out[c] = M.cluster_class_metrics(pred[m], spec.valid, spec.weights or None)
+    return out
+
+
+def _mean_of(rows: Dict[int, dict], key: str) -> float:
+    vals = [r[key] for r in rows.values()]
+    return float(np.nanmean(vals)) if vals and not all(np.isnan(vals)) else float("nan")
+
+
+def class_rows(pred: Optional[np.ndarray], prompts, prompt_idx: np.ndarray,
+               gains: Optional[PairedGains] = None) -> Tuple[dict, dict]:
+    """Broad-prompt class metrics: ``broad_validity``, ``broad_spread`` and ``broad_tv`` (means
+    over clusters) with paired intervals of their gain over the first method, and the
+    per-cluster rows (``{cluster: {validity, spread, tv, distribution, n}}``)."""
+    if pred is None or not broad_clusters(prompts, prompt_idx):
+        return {}, {}
+    per = cluster_rows(pred, prompts, prompt_idx)
+    keys = (("validity", "broad_validity"), ("spread", "broad_spread"), ("tv", "broad_tv"))
+    row = {name: _mean_of(per, key) for key, name in keys}
+    if gains is not None:
+        halves = [cluster_rows(pred, prompts, prompt_idx, h) for h in gains.halves]
+        for key, name in keys:
+            if not math.isnan(row[name]):
+                row.update(gains.row(name, row[name], [_mean_of(r, key) for r in halves]))
+    members = broad_clusters(prompts, prompt_idx)
+    clusters = {int(c): {"validity": r["validity"], "spread": r["spread"], "tv": r["tv"], "n": r["n"],
+                         "label": prompts[prompt_idx[members[c][0]]].prompt,
+                         "valid": list(prompts[prompt_idx[members[c][0]]].valid),
+                         "distribution": [float(v) for v in r["distribution"]]}
+                for c, r in per.items()}
+    return row, clusters
 
 
 def distribution_row(real: np.ndarray, F: np.ndarray) -> dict:
@@ -115,7 +175,7 @@ class MethodMetrics:
         self.real = extractor.reference()
         self.sigma = median_heuristic_bandwidth(
             self.real if self.real is not None else extractor.features(bandwidth_images()))
-        self.gain = CondVendiGain(self.T, self.sigma, n_boot)
+        self.gains = PairedGains(len(self.prompt_idx), n_boot)
 
     def row(self, method: str, images: np.ndarray, eta: Optional[float] = None) -> Tuple[dict, dict]:
         """``(row, per_method)``: the metric row of ``method``'s images (uint8, ordered by
@@ -125,9 +185,12 @@ class MethodMetrics:
         if eta is not None:
             row["eta"] = float(eta)
         row.update(diversity_row(F, self.T, self.clusters, self.sigma))
-        row.update(self.gain.row(F, row["cond_vendi"]))
+        row.update(self.gains.row("cond_vendi", row["cond_vendi"], [scores.conditional_vendi_score(
+            F[h], self.T[h], sigma_x=self.sigma, sigma_t=SIGMA_CLUSTER) for h in self.gains.halves]))
         pred = self.extractor.predict(images)
         row.update(fidelity_row(pred, self.prompts, self.prompt_idx))
+        class_row, clusters = class_rows(pred, self.prompts, self.prompt_idx, self.gains)
+        row.update(class_row)
         if self.real is not None:
             row.update(distribution_row(self.real, F))
-        return row, dict(images=images, features=F, pred=pred)
+        return row, dict(images=images, features=F, pred=pred, clusters=clusters)

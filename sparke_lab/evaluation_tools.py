@@ -286,10 +286,22 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
             raise ValueError(f"each subset must hold {m} distinct row indices in 0..{n - 1} with m < n")
     delta = float(score(*B)) - float(score(*A))
     d = np.array([float(score(*_take(B, i))) - float(score(*_take(A, i))) for i in subsets])
+    return interval_from_subset_deltas(delta, d, n, m, level)
+
+
+def interval_from_subset_deltas(delta: float, subset_deltas: Sequence[float], n: int, m: int,
+                                level: float = 0.95) -> PairedInterval:
+    """The interval of :func:`paired_subsample_interval` from already computed paired
+    differences on subsets of ``m`` of ``n`` rows: ``se = sd(deltas) * sqrt(m / (n - m))``
+    (the delete-d jackknife scale), normal around the full-size ``delta``. The comparison
+    runner caches the first method's subset scores and calls this for every other method."""
+    d = np.asarray(subset_deltas, dtype=float)
+    if not 2 <= m < n or len(d) < 2:
+        raise ValueError(f"need 2 <= m < n and at least two subsets, got m={m}, n={n}, {len(d)} subsets")
     se = float(np.std(d, ddof=1)) * math.sqrt(m / (n - m))
     z = NormalDist().inv_cdf(0.5 + level / 2)
-    return PairedInterval(delta=delta, se=se, lo=delta - z * se, hi=delta + z * se, level=level,
-                          subset_size=m, subset_deltas=d)
+    return PairedInterval(delta=float(delta), se=se, lo=delta - z * se, hi=delta + z * se,
+                          level=level, subset_size=m, subset_deltas=d)
 
 
 # ------------------------------------------------------------------ feature space

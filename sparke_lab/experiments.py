@@ -44,10 +44,13 @@ BANK_KINDS = ("exact", "sketch")
 @dataclass
 class PromptSpec:
     """One prompt of a run: its text, its cluster (for prompt-aware metrics) and, for the
-    digits model, the digits that are valid answers to it (empty when unknown)."""
+    digits model, the digits that are valid answers to it (empty when unknown) and the class
+    distribution of its training captions, aligned with ``valid`` (empty when unknown; the
+    class-distribution metrics measure the total variation to it)."""
     prompt: str
     cluster: int
     valid: tuple = ()
+    weights: tuple = ()
 
 
 def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
@@ -59,7 +62,7 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
     if not p.exists():
         from .models.captions import PROMPT_SETS, load_prompt_set
         if str(path_or_name) in PROMPT_SETS:
-            return [PromptSpec(q.prompt, int(q.cluster), tuple(q.valid_digits))
+            return [PromptSpec(q.prompt, int(q.cluster), tuple(q.valid_digits), tuple(q.class_weights))
                     for q in load_prompt_set(str(path_or_name))]
         raise FileNotFoundError(f"prompt file {p} not found (or use a shipped set: {PROMPT_SETS})")
     text = p.read_text(encoding="utf-8")
@@ -199,12 +202,15 @@ class RunConfig:
 
     def __post_init__(self):
         self.prompts = [p if isinstance(p, PromptSpec) else
-                        PromptSpec(p["prompt"], int(p["cluster"]), tuple(p.get("valid", ())))
+                        PromptSpec(p["prompt"], int(p["cluster"]), tuple(p.get("valid", ())),
+                                   tuple(p.get("weights", ())))
                         for p in self.prompts]
 
     def key(self) -> dict:
         d = asdict(self)
-        d["prompts"] = [dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid)) for p in self.prompts]
+        d["prompts"] = [dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid),
+                             **({"weights": list(p.weights)} if p.weights else {}))
+                        for p in self.prompts]
         d.pop("device")  # the same run may resume on another device
         if d["bank"] == "exact":
             d.pop("bank")  # folders written before the option existed stay valid

@@ -132,12 +132,15 @@ def plot_image_grid(images: np.ndarray, nrow: int = 8, titles: Optional[Sequence
 
 
 def plot_prompt_grid(images, prompt_idx, prompt_texts: Sequence[str], title: str = "",
-                     per_row: int = 8, max_prompts: int = 8):
-    """One row per prompt (the first ``max_prompts``): its first ``per_row`` images (uint8
-    (n, H, W, C), in sample order), the prompt's text on the left. The sample grids of the
-    comparison report (same prompts and seeds for every method)."""
+                     per_row: int = 8, max_prompts: int = 14, first=()):
+    """One row per prompt (at most ``max_prompts``, the prompt indices in ``first`` before the
+    others): its first ``per_row`` images (uint8 (n, H, W, C), in sample order), the prompt's
+    text on the left. The sample grids of the comparison report (same prompts and seeds for
+    every method; broad prompts first)."""
     prompt_idx = np.asarray(prompt_idx)
-    shown = sorted(set(prompt_idx.tolist()))[:max_prompts]
+    present = sorted(set(prompt_idx.tolist()))
+    lead = [p for p in first if p in present]
+    shown = (lead + [p for p in present if p not in lead])[:max_prompts]
     rows = [[images[i] for i in np.flatnonzero(prompt_idx == pi)[:per_row]] for pi in shown]
     return plot_image_rows(rows, (per_row * 0.75 + 2.2, len(shown) * 0.78 + 0.4),
                            row_labels=[prompt_texts[pi] for pi in shown], title=title,

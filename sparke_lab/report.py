@@ -30,8 +30,11 @@ COLUMNS = [
     ("vendi", "Vendi ↑", "diversity of all samples"),
     ("rke", "RKE ↑", ""),
     ("in_batch_sim", "in-batch sim ↓", "mean cosine within a prompt cluster"),
-    ("broad_spread", "spread ↑", "effective number of valid digits, broad prompts"),
+    ("broad_spread", "spread ↑", "effective number of valid digits, broad prompt clusters (order 2)"),
+    ("broad_tv", "TV to captions ↓", "total variation of a broad cluster's digits to its caption distribution"),
+    ("broad_validity", "broad valid ↑", "share of broad-prompt images that show a valid digit"),
     ("prompt_fidelity", "prompt fidelity ↑", "judge's digit is valid for the prompt"),
+    ("rejected", "rejected ↓", "share the judge rejects as not a digit"),
     ("precision", "precision ↑", "k=3"),
     ("recall", "recall ↑", "k=3"),
     ("density", "density ↑", ""),
@@ -93,25 +96,32 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         cells = []
         for key, _, _ in cols:
             cell = f'<td data-key="{key}" data-value="{html.escape(fmt(r.get(key)))}">{html.escape(fmt(r.get(key)))}'
-            if key == "cond_vendi" and "cond_vendi_delta_lo" in r and m != methods[0]:
-                cell += (f'<br><small>Δ {r["cond_vendi_delta"]:+.3g} [{r["cond_vendi_delta_lo"]:+.3g}, '
-                         f'{r["cond_vendi_delta_hi"]:+.3g}]</small>')
+            if f"{key}_delta_lo" in r and m != methods[0]:
+                cell += (f'<br><small>Δ {r[f"{key}_delta"]:+.3g} [{r[f"{key}_delta_lo"]:+.3g}, '
+                         f'{r[f"{key}_delta_hi"]:+.3g}]</small>')
             cells.append(cell + "</td>")
         body.append(f'<tr data-method="{html.escape(m)}">' + "".join(cells) + "</tr>")
     parts.append("<h2>Metrics</h2><p>Diversity and fidelity per method on the same prompts and seeds. "
-                 f"Arrows show the better direction. Under Cond-Vendi: the difference Δ to {html.escape(methods[0])} "
-                 "with a 95 % interval (paired half-sample subsampling over images, same seeds for every "
-                 "method): an interval that contains 0 does not show a real gain. Image-feature bandwidth "
+                 f"Arrows show the better direction. Under Cond-Vendi and the broad-prompt columns: the "
+                 f"difference Δ to {html.escape(methods[0])} with a 95 % interval (paired half-sample "
+                 "subsampling over images, same seeds for every method): an interval that contains 0 does "
+                 "not show a real change. A method that breaks images can look more diverse: read "
+                 "diversity next to fidelity. Image-feature bandwidth "
                  f"σ = {sigma:.3g} (median heuristic).</p>"
                  f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    parts.append(_cluster_table(methods, per_method))
 
     # image grids
     tags = []
     for m in methods:
-        b64 = _png(plot_prompt_grid(per_method[m]["images"], prompt_idx, texts, title=m), figs / f"grid_{_safe(m)}.png")
+        broad_first = [i for i, p in enumerate(prompts) if len(getattr(p, "valid", ())) > 1]
+        b64 = _png(plot_prompt_grid(per_method[m]["images"], prompt_idx, texts, title=m, first=broad_first),
+                   figs / f"grid_{_safe(m)}.png")
         tags.append(_img_tag(b64, f"samples: {m}", f"figures/grid_{_safe(m)}.png"))
-    parts.append('<h2>Samples</h2><p>Same prompts (rows) and seeds (columns) for every method.</p>'
+    parts.append('<h2>Samples</h2><p>Same prompts (rows) and seeds (columns) for every method; broad '
+                 'prompts first.</p>'
                  f'<div class="row">{"".join(tags)}</div>')
+    parts.append(_rejected_gallery(methods, per_method, prompt_idx, texts, figs))
 
     # UMAP
     try:
@@ -186,6 +196,53 @@ Methods: {html.escape(", ".join(methods))}.</p>
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def _cluster_table(methods: List[str], per_method: Dict[str, dict]) -> str:
+    """Per broad prompt cluster and method: validity, spread over the valid digits and TV of
+    the digit distribution to the caption distribution (with the distribution itself)."""
+    clusters = sorted({c for m in methods for c in (per_method[m].get("clusters") or {})})
+    if not clusters:
+        return ""
+    head = "<th>cluster</th><th>method</th><th>n</th><th>valid ↑</th><th>spread ↑</th><th>TV ↓</th><th>digit shares (valid images)</th>"
+    body = []
+    for c in clusters:
+        for m in methods:
+            r = (per_method[m].get("clusters") or {}).get(c)
+            if r is None:
+                continue
+            dist = " ".join(f"{d}:{p:.2f}" for d, p in zip(r["valid"], r["distribution"]) if p == p)
+            body.append(f'<tr data-cluster="{c}" data-method="{html.escape(m)}"><td>{c} ({html.escape(r.get("label", ""))})</td><td>{html.escape(m)}</td>'
+                        f'<td>{r["n"]}</td><td>{fmt(r["validity"])}</td><td>{fmt(r["spread"])}</td>'
+                        f'<td>{fmt(r["tv"])}</td><td><small>{html.escape(dist)}</small></td></tr>')
+    return ("<h2>Broad prompt clusters</h2><p>Each broad cluster pools its phrasings. Spread: the "
+            "effective number of valid digits, 1/Σp²; TV: total variation between the valid images' "
+            "digit distribution and the class distribution of the cluster's training captions (the "
+            "collapse under CFG raises it).</p>"
+            f'<table id="clusters"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _rejected_gallery(methods: List[str], per_method: Dict[str, dict], prompt_idx, texts,
+                      figs: Path, per_method_max: int = 16) -> str:
+    """The samples the judge rejects as "not a digit" (label -1), per method."""
+    from .plotting import plot_image_rows
+    rows, labels, counts = [], [], []
+    for m in methods:
+        pred = per_method[m].get("pred")
+        if pred is None:
+            return ""
+        rej = np.flatnonzero(np.asarray(pred) == -1)
+        counts.append(f"{html.escape(m)}: {len(rej)}")
+        if len(rej):
+            rows.append([per_method[m]["images"][i] for i in rej[:per_method_max]])
+            labels.append(f"{m} ({len(rej)})")
+    text = ("<h2>Rejected samples</h2><p>Images the judge does not accept as a digit (they count as "
+            "invalid in every fidelity figure). Rejected per method: " + ", ".join(counts) + ".</p>")
+    if not rows:
+        return text
+    fig = plot_image_rows(rows, (per_method_max * 0.75 + 2.2, len(rows) * 0.78 + 0.4), row_labels=labels,
+                          title="rejected by the judge", vmin=0, vmax=255, title_size=11, ncols=per_method_max)
+    return text + _img_tag(_png(fig, figs / "rejected.png"), "samples rejected by the judge", "figures/rejected.png")
 
 
 def _safe(name: str) -> str:

@@ -155,6 +155,13 @@ def test_report_matches_metrics(tmp_path, pipe):
         assert 0 <= r["prompt_fidelity"] <= 1 and r["cond_vendi_delta_lo"] <= r["cond_vendi_delta_hi"]
     assert rows[0]["cond_vendi_delta"] == rows[0]["cond_vendi_delta_lo"] == rows[0]["cond_vendi_delta_hi"] == 0
     assert "Δ" in doc
+    # broad prompts: class-distribution metrics with intervals, the cluster table, rejections
+    for r in rows:
+        assert 0 <= r["broad_validity"] <= 1 and 0 <= r["rejected"] <= 1
+        if r["broad_spread"] == r["broad_spread"]:
+            assert 1 <= r["broad_spread"] <= 5
+        assert "broad_spread_delta" in r
+    assert 'id="clusters"' in doc and "Rejected samples" in doc
 
 
 def test_compare_command_errors(tmp_path, capsys):

@@ -153,6 +153,8 @@ class GuidanceCallback(PipelineCallback):
         """Encode ``prompts`` with ``pipe``'s text encoder for a direct ``pipe(...)`` call."""
         if isinstance(prompts, str):
             prompts = [prompts]
+        if encoder is None and hasattr(self, "prompt_encoder_for"):
+            encoder = self.prompt_encoder_for(pipe)
         T = encode_prompts(pipe, prompts, encoder=encoder)
         T = T.repeat_interleave(int(num_images_per_prompt), dim=0)
         self.set_prompt_features(T)
@@ -230,6 +232,8 @@ def generate(pipe, prompts, callback: Optional[PipelineCallback] = None, *,
         if T_all.ndim != 2 or T_all.shape[0] != len(plist):
             raise ValueError(f"prompt_features must be ({len(plist)}, e), got {tuple(T_all.shape)}")
     elif needs:
+        if encoder is None and hasattr(callback, "prompt_encoder_for"):
+            encoder = callback.prompt_encoder_for(pipe)  # semantic guidance: its text tower
         T_all = encode_prompts(pipe, plist, encoder=encoder)
     gens = list(generator) if isinstance(generator, (list, tuple)) else None
     if gens is not None and len(gens) != len(plist) * nipp:

@@ -14,8 +14,9 @@ the pull-back to the latent -> one step. All of that maths lives here:
   conditional Vendi guidance, O(N^3));
 * :func:`sphere_features`, :func:`sphere_pullback`: ``f = z / ||z||`` and ``dL/df -> dL/dz``;
 * :func:`guidance_step`, :func:`published_step`: the one step rule of SPARKE, latent RKE,
-  Vendi and Particle Guidance (``"published"``: length ``scale * ||z||``; ``"none"``:
-  ``scale * direction / rows``).
+  Vendi and Particle Guidance (``"published"``: length ``scale * ||z||``; ``"gated"``: that
+  length times :func:`prompt_gate`, the share of the kernel neighbourhood with a related
+  prompt; ``"none"``: ``scale * direction / rows``).
 
 Taught in: 07_guided_sampling_2d (the objective, its gradient and the step on 2-D points) and
 assignment a2_conditional_rke_gradient (the gradient by hand, the published step).
@@ -28,7 +29,7 @@ import torch
 
 from ..kernels import kernel_matrix
 
-NORMALIZATIONS = ("published", "none")
+NORMALIZATIONS = ("published", "none", "gated")
 
 
 # ------------------------------------------------------------------ kernel-row maths
@@ -166,6 +167,47 @@ def peer_loss_grad(Fp: torch.Tensor, Tp: Optional[torch.Tensor], F: torch.Tensor
     return kernel_row_loss_grad(Fp, F, kernel, sigma, w)
 
 
+def kernel_mass(Xb: torch.Tensor, F: torch.Tensor, kernel: str, sigma: float,
+                xb_sq: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``m_j = sum_i k(xb_i, f_j)^2`` (B,): the row loss with every prompt weight 1, the
+    denominator of the prompt gate (:func:`prompt_gate`). One matrix product, O(n D B)."""
+    if xb_sq is None:
+        xb_sq = (Xb * Xb).sum(1)
+    dots = Xb @ F.T
+    if kernel == "gaussian":
+        d2 = (xb_sq[:, None] + (F * F).sum(1)[None] - 2.0 * dots).clamp_min_(0.0)
+        return torch.exp(d2 * (-1.0 / sigma ** 2)).sum(0)
+    nx = xb_sq.clamp_min(1e-24).sqrt()
+    nf = (F * F).sum(1).clamp_min(1e-24).sqrt()
+    return ((dots / nx[:, None] / nf[None]) ** 2).sum(0)
+
+
+def bank_kernel_mass(bank, F: torch.Tensor, kernel: str, sigma: float,
+                     chunk: int = 65536) -> torch.Tensor:
+    """:func:`kernel_mass` over the rows of an exact :class:`~.bank.MemoryBank` (in chunks)."""
+    out = torch.zeros(F.shape[0], dtype=F.dtype, device=F.device)
+    if len(bank) == 0:
+        return out
+    if bank.kind == "sketch":
+        raise ValueError("normalize='gated' needs every row's kernel value: use an exact MemoryBank "
+                         "(a SketchBank keeps only prompt-weighted sums)")
+    X, sq = bank.features, bank.squared_norms
+    for s in range(0, len(bank), chunk):
+        e = min(s + chunk, len(bank))
+        out += kernel_mass(X[s:e].to(F.device, F.dtype), F, kernel, sigma, sq[s:e].to(F.device, F.dtype))
+    return out
+
+
+def prompt_gate(weighted: torch.Tensor, unweighted: torch.Tensor) -> torch.Tensor:
+    """The gate of ``normalize="gated"``: ``sum_i w_i k_i^2 / sum_i k_i^2`` per query, in
+    [0, 1] (0 where nothing is near). The share of a sample's kernel neighbourhood that
+    shares its prompt: 1 when every near row has the same prompt, ~0 when none is related,
+    so an unrelated prompt gets (almost) no step instead of a full-length one in an
+    arbitrary direction. Docs: docs/guidance.md ("step length")."""
+    return torch.where(unweighted > 0, weighted / unweighted.clamp_min(1e-300),
+                       torch.zeros_like(weighted)).clamp_(0.0, 1.0)
+
+
 # ------------------------------------------------------------------ the Vendi objective
 def vendi_loss_grad(X: torch.Tensor, T: Optional[torch.Tensor], first: int, count: int,
                     kernel: str, sigma: float, kernel_t: str = "gaussian", sigma_t: float = 1.0
@@ -228,12 +270,18 @@ def published_step(direction: torch.Tensor, z: torch.Tensor, scale: float) -> to
 
 
 def guidance_step(direction: torch.Tensor, z: torch.Tensor, scale: float,
-                  normalize: str = "published", rows: int = 1) -> torch.Tensor:
+                  normalize: str = "published", rows: int = 1,
+                  gate: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The displacement of latents ``z`` (B, D) along ``direction`` (B, D): the
-    :func:`published_step`, or for ``normalize="none"`` the paper's plain form
+    :func:`published_step`; for ``normalize="gated"`` the published step times ``gate`` (B,)
+    (:func:`prompt_gate`); or for ``normalize="none"`` the paper's plain form
     ``scale * direction / rows`` (a loss summed over ``rows`` rows, averaged)."""
     if normalize == "published":
         return published_step(direction, z, scale)
+    if normalize == "gated":
+        if gate is None:
+            raise ValueError("normalize='gated' needs the prompt gate of every sample")
+        return published_step(direction, z, scale) * gate.to(direction.dtype)[:, None]
     if normalize == "none":
         return scale * direction / max(rows, 1)
     raise ValueError(f"unknown normalize {normalize!r}; choose one of {NORMALIZATIONS}")

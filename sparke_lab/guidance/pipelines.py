@@ -180,3 +180,45 @@ class LegacyCallbackAdapter:
         new = out.get("latents", latents)
         if new is not latents:
             latents.copy_(new.to(latents.dtype))
+
+
+@torch.no_grad()
+def predict_clean_latents(pipe, step_index: int, latents: torch.Tensor, callback_kwargs):
+    """``(x0_hat, d x0_hat / d z)`` of the latents after step ``step_index``: one extra
+    denoiser call (with the pipeline's CFG), eps (or v) held fixed, so the derivative is the
+    scalar ``1 / sqrt(alpha_bar)`` (``sqrt(alpha_bar)`` for v prediction); None at the last
+    step (x0 = z). SD-family pipelines (``unet`` + ``prompt_embeds``) with a
+    variance-preserving scheduler (DDIM, DDPM, PNDM, DPM-Solver; not Euler/Heun's
+    sigma-scaled latents). Used by the ``x0`` and semantic guidance features."""
+    sched = pipe.scheduler
+    ts = sched.timesteps
+    if step_index + 1 >= len(ts):
+        return None
+    emb = callback_kwargs.get("prompt_embeds")
+    unet = getattr(pipe, "unet", None)
+    if emb is None or unet is None:
+        raise ValueError("features on the predicted clean sample need an SD-family pipeline (a unet "
+                         "and prompt_embeds in the callback inputs)")
+    pred = getattr(sched.config, "prediction_type", "epsilon")
+    if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0 or \
+            getattr(sched, "alphas_cumprod", None) is None or pred not in ("epsilon", "v_prediction"):
+        raise ValueError(f"features on the predicted clean sample support variance-preserving "
+                         f"schedulers with epsilon or v prediction, not {type(sched).__name__} ({pred})")
+    t = ts[step_index + 1]
+    B = latents.shape[0]
+    cfg = emb.shape[0] == 2 * B
+    inp = torch.cat([latents, latents]) if cfg else latents
+    inp = sched.scale_model_input(inp, t)
+    kw = {}
+    if getattr(pipe, "_added_cond_kwargs", None):
+        kw["added_cond_kwargs"] = pipe._added_cond_kwargs
+    out = unet(inp, t, encoder_hidden_states=emb, return_dict=False, **kw)[0].float()
+    if cfg:
+        u, c = out.chunk(2)
+        out = u + float(getattr(pipe, "guidance_scale", 1.0)) * (c - u)
+    a = sched.alphas_cumprod[int(t)].to(latents.device).float()
+    z = latents.float()
+    if pred == "epsilon":
+        return (z - (1 - a).sqrt() * out) / a.sqrt(), float(1.0 / a.sqrt())
+    return a.sqrt() * z - (1 - a).sqrt() * out, float(a.sqrt())
+

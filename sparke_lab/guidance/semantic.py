@@ -29,7 +29,7 @@ def clip_image_features(model, images: torch.Tensor, image_size: int,
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     cfg = model.config.vision_config
-    x = images.float()
+    x = images.double() if images.dtype == torch.float64 else images.float()
     want = int(getattr(cfg, "num_channels", 3))
     if x.shape[1] != want:
         if x.shape[1] == 1:
@@ -46,7 +46,8 @@ def clip_image_features(model, images: torch.Tensor, image_size: int,
     dt = next(model.parameters()).dtype
     x = ((x - m) / s).to(dt)
     pooled = model.vision_model(pixel_values=x).pooler_output
-    return F.normalize(model.visual_projection(pooled).float(), dim=-1)
+    out = model.visual_projection(pooled)
+    return F.normalize(out.double() if dt == torch.float64 else out.float(), dim=-1)
 
 
 def clip_text_embeds(model, input_ids: torch.Tensor) -> torch.Tensor:
@@ -160,7 +161,8 @@ class ClipFeatures:
         z = x0.to(vae.dtype) / sf
         if shift is not None:
             z = z + float(shift)
-        return (vae.decode(z).sample.float() + 1.0) / 2.0
+        img = vae.decode(z).sample
+        return (img.double() if img.dtype == torch.float64 else img.float()) / 2.0 + 0.5
 
     def image_features(self, pipe, x0: torch.Tensor) -> torch.Tensor:
         """(B, d) L2-normalised embeddings of the decoded ``x0`` latents (differentiable)."""
@@ -168,3 +170,26 @@ class ClipFeatures:
         dev = next(self.model.parameters()).device
         return clip_image_features(self.model, img.to(dev), self.image_size, self.image_mean,
                                    self.image_std).to(x0.device)
+
+
+def semantic_features(features: "ClipFeatures", pipe, latents: torch.Tensor, x0_ctx=None):
+    """``(F, pull)``: semantic features of ``latents`` and the pull-back ``dL/dF -> dL/dz``.
+
+    ``x0_ctx`` is :func:`~sparke_lab.guidance.pipelines.predict_clean_latents`'s output at a
+    guided step (None at the last step, where the latents are the clean sample). The chain
+    rule through the VAE decoder and the image tower is autograd's; the predicted clean
+    latent's derivative w.r.t. ``z`` is the scalar the context carries."""
+    B = latents.shape[0]
+    if x0_ctx is not None and x0_ctx[0].shape == latents.shape:
+        x0, dz = x0_ctx
+    else:
+        x0, dz = latents, 1.0
+    leaf = x0.detach().float().clone().requires_grad_(True)
+    with torch.enable_grad():
+        F = features.image_features(pipe, leaf)
+
+    def pull(gF: torch.Tensor) -> torch.Tensor:
+        (g,) = torch.autograd.grad(F, leaf, grad_outputs=gF.to(F.dtype), retain_graph=True)
+        return g.reshape(B, -1).float() * dz
+    return F.detach(), pull
+

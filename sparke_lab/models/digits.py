@@ -387,6 +387,7 @@ def load_digits_pipeline(device=None, dtype=None, path: Optional[PathLike] = Non
             raise corrupted_checkpoint("digits-sd", folder, exc) from exc
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=not progress_bar)
+    pipe.sparke_lab_model = "digits"  # guidance's features="clip" finds the digits encoder by it
     return pipe
 
 

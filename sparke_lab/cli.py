@@ -77,7 +77,8 @@ def cmd_mixture(args) -> int:
 def cmd_compare(args) -> int:
     from .experiments import load_prompt_file, parse_methods, run
     from .utils import format_table
-    results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods), args.out,
+    family = "digits" if args.model == "digits" else "stable-diffusion"
+    results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods, args.sweep, family), args.out,
                   per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                   features=args.features, bank=args.bank, evaluate=not args.no_eval,
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: process-group backend (default nccl with CUDA, else gloo)")
     c.add_argument("--sketch-sync", default="rows", choices=["rows", "sum"],
                    help="under torchrun: a sketch bank gathers the new rows, or all-reduces its fixed-size sums")
+    c.add_argument("--sweep", action="store_true",
+                   help="run each method without @scale at a small grid of strengths and compare "
+                        "frontiers at matched fidelity (see the report)")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
 

@@ -126,10 +126,12 @@ def _mean_of(rows: Dict[int, dict], key: str) -> float:
 
 
 def class_rows(pred: Optional[np.ndarray], prompts, prompt_idx: np.ndarray,
-               gains: Optional[PairedGains] = None) -> Tuple[dict, dict]:
+               gains: Optional[PairedGains] = None, half_values: Optional[dict] = None
+               ) -> Tuple[dict, dict]:
     """Broad-prompt class metrics: ``broad_validity``, ``broad_spread`` and ``broad_tv`` (means
     over clusters) with paired intervals of their gain over the first method, and the
-    per-cluster rows (``{cluster: {validity, spread, tv, distribution, n}}``)."""
+    per-cluster rows (``{cluster: {validity, spread, tv, distribution, n}}``). With
+    ``half_values`` (a dict) the statistics on ``gains.halves`` are stored in it."""
     if pred is None or not broad_clusters(prompts, prompt_idx):
         return {}, {}
     per = cluster_rows(pred, prompts, prompt_idx)
@@ -138,8 +140,11 @@ def class_rows(pred: Optional[np.ndarray], prompts, prompt_idx: np.ndarray,
     if gains is not None:
         halves = [cluster_rows(pred, prompts, prompt_idx, h) for h in gains.halves]
         for key, name in keys:
+            values = [_mean_of(r, key) for r in halves]
+            if half_values is not None:
+                half_values[name] = np.asarray(values, dtype=float)
             if not math.isnan(row[name]):
-                row.update(gains.row(name, row[name], [_mean_of(r, key) for r in halves]))
+                row.update(gains.row(name, row[name], values))
     members = broad_clusters(prompts, prompt_idx)
     clusters = {int(c): {"validity": r["validity"], "spread": r["spread"], "tv": r["tv"], "n": r["n"],
                          "label": prompts[prompt_idx[members[c][0]]].prompt,
@@ -185,12 +190,102 @@ class MethodMetrics:
         if eta is not None:
             row["eta"] = float(eta)
         row.update(diversity_row(F, self.T, self.clusters, self.sigma))
-        row.update(self.gains.row("cond_vendi", row["cond_vendi"], [scores.conditional_vendi_score(
-            F[h], self.T[h], sigma_x=self.sigma, sigma_t=SIGMA_CLUSTER) for h in self.gains.halves]))
+        halves = {"cond_vendi": np.array([scores.conditional_vendi_score(
+            F[h], self.T[h], sigma_x=self.sigma, sigma_t=SIGMA_CLUSTER) for h in self.gains.halves])}
+        row.update(self.gains.row("cond_vendi", row["cond_vendi"], halves["cond_vendi"]))
         pred = self.extractor.predict(images)
         row.update(fidelity_row(pred, self.prompts, self.prompt_idx))
-        class_row, clusters = class_rows(pred, self.prompts, self.prompt_idx, self.gains)
+        if "prompt_fidelity" in row:
+            valid_sets = [tuple(self.prompts[pi].valid) or tuple(range(10)) for pi in self.prompt_idx]
+            ok = np.array([int(p) in set(v) for p, v in zip(pred, valid_sets)], dtype=float)
+            halves["prompt_fidelity"] = np.array([ok[h].mean() for h in self.gains.halves])
+        class_row, clusters = class_rows(pred, self.prompts, self.prompt_idx, self.gains, halves)
         row.update(class_row)
         if self.real is not None:
             row.update(distribution_row(self.real, F))
-        return row, dict(images=images, features=F, pred=pred, clusters=clusters)
+        return row, dict(images=images, features=F, pred=pred, clusters=clusters, halves=halves)
+
+
+# ------------------------------------------------------------------ matched fidelity
+#: (fidelity, diversity) pairs the frontier comparison uses, the first one available wins.
+FRONTIER_AXES = (("broad_validity", "broad_spread"), ("prompt_fidelity", "cond_vendi"))
+
+
+def method_groups(methods: Sequence[str]) -> Dict[str, List[str]]:
+    """Guided methods grouped by their base name (``sparke@0.1`` -> ``sparke``), each with
+    ``none`` (strength 0: every method's frontier starts at the unguided point) when present.
+    ``none`` and ``cfg@w`` references form no group."""
+    groups: Dict[str, List[str]] = {}
+    for m in methods:
+        base = m.partition("@")[0]
+        if base in ("none", "cfg"):
+            continue
+        groups.setdefault(base, []).append(m)
+    if "none" in methods:
+        for g in groups.values():
+            g.insert(0, "none")
+    return groups
+
+
+def matched_fidelity(results: Dict[str, dict], halves: Dict[str, dict], drop: float = 0.03,
+                     n: Optional[int] = None) -> Tuple[Optional[Tuple[str, str]], List[dict]]:
+    """Each method's diversity at a common fidelity: the unguided fidelity minus ``drop``.
+
+    Per method group (:func:`method_groups`, needs ``none``) the diversity is interpolated
+    along the group's Pareto front of (fidelity, diversity)
+    (:func:`sparke_lab.evaluation_tools.frontier_at`; NaN where no setting reaches the
+    target). The same on every half of the paired half-samples (target: that half's
+    unguided fidelity minus ``drop``) gives a 95 % interval of the gain over ``none`` and, with
+    a ``cfg@w`` reference (a lower CFG), of the share of the diversity CFG lost that is
+    recovered: ``(D_matched - D_none) / (D_cfg - D_none)``. Returns the axes used and one
+    row per group (``method``, ``settings``, ``target``, ``matched``, ``gain`` with
+    ``gain_lo`` / ``gain_hi``, ``recovered`` with its interval when a reference exists)."""
+    from .evaluation_tools import frontier_at, interval_from_subset_deltas
+
+    if "none" not in results:
+        return None, []
+    axes = next(((f, d) for f, d in FRONTIER_AXES if f in results["none"] and d in results["none"]
+                 and f in halves.get("none", {}) and d in halves.get("none", {})), None)
+    if axes is None:
+        return None, []
+    fk, dk = axes
+
+    def at(members, target, fid, div):
+        x = np.array([fid(m) for m in members], dtype=float)
+        y = np.array([div(m) for m in members], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.sum() < 1 or not math.isfinite(target):
+            return float("nan")
+        try:
+            return frontier_at(x[ok], y[ok], target)
+        except ValueError:
+            return float("nan")
+
+    refs = [m for m in results if m.partition("@")[0] == "cfg"]
+    ref = refs[0] if refs else None
+    n_half = len(halves["none"][dk])
+    rows = []
+    for base, members in method_groups(list(results)).items():
+        target = results["none"][fk] - drop
+        matched = at(members, target, lambda m: results[m][fk], lambda m: results[m][dk])
+        row = {"method": base, "settings": len(members) - 1, "fidelity": fk, "diversity": dk,
+               "target": target, "matched": matched, "gain": matched - results["none"][dk]}
+        half_gain = np.array([at(members, halves["none"][fk][i] - drop, lambda m: halves[m][fk][i],
+                                 lambda m: halves[m][dk][i]) - halves["none"][dk][i]
+                              for i in range(n_half)])
+        row["gain_lo"] = row["gain_hi"] = float("nan")
+        if n and math.isfinite(row["gain"]) and np.isfinite(half_gain).all():
+            iv = interval_from_subset_deltas(row["gain"], half_gain, n, n // 2)
+            row["gain_lo"], row["gain_hi"] = iv.lo, iv.hi
+        if ref is not None and ref in halves:
+            lost = results[ref][dk] - results["none"][dk]
+            row["reference"] = ref
+            row["recovered"] = row["gain"] / lost if lost else float("nan")
+            half_lost = halves[ref][dk] - halves["none"][dk]
+            rec = half_gain / np.where(half_lost != 0, half_lost, np.nan)
+            row["recovered_lo"] = row["recovered_hi"] = float("nan")
+            if n and math.isfinite(row["recovered"]) and np.isfinite(rec).all():
+                iv = interval_from_subset_deltas(row["recovered"], rec, n, n // 2)
+                row["recovered_lo"], row["recovered_hi"] = iv.lo, iv.hi
+        rows.append(row)
+    return axes, rows

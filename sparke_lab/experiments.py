@@ -36,7 +36,14 @@ import torch
 
 from .loading import feature_extractor, load_model
 
-METHOD_NAMES = ("none", "sparke", "rke", "vendi", "pg", "cads", "interval")
+METHOD_NAMES = ("none", "cfg", "sparke", "sparke-latent", "sparke-clip", "rke", "rke-clip", "vendi",
+                "pg", "cads", "interval")
+#: ``--sweep``: each method's strengths as multiples of its default (cads: noise scales;
+#: interval: the start of the CFG window). ``none`` and ``cfg@w`` run once.
+SWEEP = {"sparke": (0.25, 0.5, 1.0, 2.0), "sparke-latent": (0.25, 0.5, 1.0, 2.0),
+         "sparke-clip": (0.25, 0.5, 1.0, 2.0), "rke": (0.25, 0.5, 1.0, 2.0),
+         "rke-clip": (0.25, 0.5, 1.0, 2.0), "vendi": (0.5, 1.0, 2.0), "pg": (0.5, 1.0, 2.0, 4.0),
+         "cads": (0.1, 0.25, 0.5), "interval": (0.1, 0.2, 0.4)}
 BANK_KINDS = ("exact", "sketch")
 
 
@@ -103,8 +110,13 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
 
 
 # ------------------------------------------------------------------------ methods
-def parse_methods(spec: str) -> List[str]:
-    """``"none,sparke,sparke@0.2,pg"`` -> method names; ``name@scale`` sets the scale."""
+def parse_methods(spec: str, sweep: bool = False, family: str = "digits") -> List[str]:
+    """``"none,sparke,sparke@0.2,pg"`` -> method names; ``name@scale`` sets the scale
+    (``cfg@w``: no guidance at CFG ``w``, e.g. the low-CFG reference of lost spread;
+    ``interval@s``: CFG only after the first fraction ``s`` of the run; ``cads@s``: CADS
+    noise scale ``s``). ``sweep``: every method without a scale becomes a small grid of
+    strengths (:data:`SWEEP`) so that methods are compared along their fidelity-diversity
+    frontiers, at matched fidelity, not at one strength each."""
     names = [m.strip() for m in spec.split(",") if m.strip()]
     if not names:
         raise ValueError("no methods given")
@@ -117,9 +129,32 @@ def parse_methods(spec: str) -> List[str]:
                 float(scale)
             except ValueError:
                 raise ValueError(f"bad scale in {m!r}") from None
+        if base == "cfg" and not scale:
+            raise ValueError("'cfg' needs a guidance scale: cfg@1.5 runs without guidance at CFG 1.5")
+    if sweep:
+        out = []
+        for m in names:
+            base, _, scale = m.partition("@")
+            if scale or base not in SWEEP:
+                out.append(m)
+                continue
+            default = default_strength(base, family)
+            out += [f"{base}@{_round(default * k)}" if base not in ("cads", "interval") else f"{base}@{k:g}"
+                    for k in SWEEP[base]]
+        names = out
     if len(set(names)) != len(names):
         raise ValueError(f"a method is listed twice: {names}")
     return names
+
+
+def _round(x: float) -> str:
+    return f"{float(f'{x:.3g}'):g}"
+
+
+def default_strength(base: str, family: str) -> float:
+    """The default scale of a guidance method (its recommended setting for ``family``)."""
+    cb = make_callback(base, family, 7.0)
+    return float(getattr(cb, "scale", 1.0))
 
 
 def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
@@ -128,13 +163,18 @@ def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
     from . import guidance as G
     base, _, scale = method.partition("@")
     kw = {} if not scale else {"scale": float(scale)}
-    if base == "none":
+    if base in ("none", "cfg"):
         return None
-    if base in ("sparke", "rke"):
+    if base.startswith(("sparke", "rke")):
+        kind, _, variant = base.partition("-")
         fam = family if family in G.RECOMMENDED else "stable-diffusion"
+        if variant:
+            fam = f"{fam}-{variant}"
+            if fam not in G.RECOMMENDED:
+                raise ValueError(f"no recommended {variant} settings for this model; use sparke or rke")
         if bank == "sketch":
             kw["bank"] = "sketch"
-        return G.SparkeGuidance.recommended(fam, objective="cond-rke" if base == "sparke" else "rke", **kw)
+        return G.SparkeGuidance.recommended(fam, objective="cond-rke" if kind == "sparke" else "rke", **kw)
     if base == "vendi":
         return G.VendiGuidance(**kw)
     if base == "pg":
@@ -142,7 +182,7 @@ def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
     if base == "cads":
         return G.CADS(**({"noise_scale": float(scale)} if scale else {}))
     if base == "interval":
-        return G.IntervalGuidance(guidance_scale=cfg)
+        return G.IntervalGuidance(guidance_scale=cfg, **({"interval": (float(scale), 1.0)} if scale else {}))
     raise ValueError(method)
 
 
@@ -323,7 +363,7 @@ class ComparisonRun:
                 if hasattr(callback, "set_sample_seeds"):  # CADS: noise per sample, not per batch
                     callback.set_sample_seeds([(1 << 40) + x for x in seeds])
                 imgs = G.generate(pipe, prompts, callback, batch_size=len(prompts),
-                                  num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
+                                  num_inference_steps=self.cfg.steps, guidance_scale=self.method_cfg(method),
                                   generator=gens, output_type="np", progress=False)
                 u8 = np.clip(np.round(np.asarray(imgs) * 255), 0, 255).astype(np.uint8)
                 for (_, idx), im in zip(items, u8):
@@ -379,10 +419,12 @@ class ComparisonRun:
         return self.evaluate()
 
     # -- evaluation ---------------------------------------------------------------
-    def evaluate(self, n_boot: int = 50) -> Dict[str, dict]:
+    def evaluate(self, n_boot: int = 50, match_drop: float = 0.03) -> Dict[str, dict]:
         """The metric row of every method (:class:`~sparke_lab.evaluation.MethodMetrics`),
-        ``metrics.csv`` / ``metrics.json`` and ``report.html``."""
-        from .evaluation import MethodMetrics
+        ``metrics.csv`` / ``metrics.json``, the matched-fidelity comparison
+        (``frontier.json``: each method group's diversity at the unguided fidelity minus
+        ``match_drop``, :func:`~sparke_lab.evaluation.matched_fidelity`) and ``report.html``."""
+        from .evaluation import MethodMetrics, matched_fidelity
         from .report import write_report
         prompt_idx = np.array([pi for pi, _ in self.sample_plan()])
         first = self.cfg.methods[0]
@@ -398,12 +440,21 @@ class ComparisonRun:
                 row["peak_gpu_mb"] = manifest["peak_gpu_mb"]
             results[method] = row
         _write_metrics(self.out, results)
-        write_report(self.out, self.cfg, results, per_method, prompt_idx, metrics.sigma, metrics.real)
+        axes, matched = matched_fidelity(results, {m: per_method[m]["halves"] for m in per_method},
+                                         drop=match_drop, n=len(prompt_idx))
+        _atomic_json(self.out / "frontier.json", {"axes": axes, "drop": match_drop, "rows": matched})
+        write_report(self.out, self.cfg, results, per_method, prompt_idx, metrics.sigma, metrics.real,
+                     frontier=(axes, matched))
         return results
+
+    def method_cfg(self, method: str) -> float:
+        """The classifier-free guidance scale a method samples with (``cfg@w``: ``w``)."""
+        base, _, scale = method.partition("@")
+        return float(scale) if base == "cfg" else float(self.cfg.cfg)
 
     def method_scale(self, method: str) -> Optional[float]:
         """The guidance scale eta of a SPARKE / latent RKE / Vendi method, else None."""
-        if method.partition("@")[0] not in ("sparke", "rke", "vendi"):
+        if not method.partition("@")[0].startswith(("sparke", "rke", "vendi")):
             return None
         return float(make_callback(method, self.family, self.cfg.cfg, self.cfg.bank).scale)
 

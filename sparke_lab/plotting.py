@@ -496,3 +496,32 @@ def plot_scale_curve(scales: Sequence[float], diversity: Sequence[float],
     ax.set_title("fidelity–diversity trade-off")
     ax.legend(loc="upper left")
     return fig
+
+
+def plot_frontiers(groups: Dict[str, Sequence], target: Optional[float] = None, ax=None,
+                   xlabel: str = "fidelity", ylabel: str = "diversity", references=()):
+    """Fidelity (x) against diversity (y) per method group: ``groups`` maps a name to
+    ``(x, y, label)`` points (its settings, ``none`` included), drawn as a line through the
+    points sorted by x; ``target`` draws the matched-fidelity line; ``references`` are extra
+    labelled points (e.g. a lower CFG). The comparison report's frontier figure (taught in
+    11_evaluating_diversity)."""
+    fig, ax = _new_ax(ax, figsize=(6.4, 4.4))
+    colors = categorical_colors(max(len(groups), 1))
+    for (name, pts), col in zip(groups.items(), colors):
+        pts = sorted([p for p in pts if np.isfinite(p[0]) and np.isfinite(p[1])], key=lambda p: p[0])
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=col, label=name, lw=1.5)
+    for x, y, label in references:
+        ax.scatter([x], [y], marker="*", s=120, color="k", zorder=5)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if target is not None:
+        ax.axvline(target, color="0.4", ls="--", lw=1)
+        ax.annotate("matched fidelity", (target, ax.get_ylim()[1]), textcoords="offset points",
+                    xytext=(-4, -12), ha="right", fontsize=8, color="0.3")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Fidelity-diversity frontiers")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+

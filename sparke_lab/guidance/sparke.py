@@ -45,6 +45,10 @@ RECOMMENDED = {
                   window=(0.0, 0.8), normalize="none"),
     "digits": dict(features="latent", sigma_image=0.5, sigma_text=0.3, scale=0.1, every=10,
                    normalize="published"),
+    "digits-latent": dict(features="latent", sigma_image=0.5, sigma_text=0.3, scale=0.1, every=10,
+                          normalize="published"),
+    "digits-clip": dict(features="clip", sigma_image=0.8, sigma_text=0.3, scale=4.0, every=2,
+                        window=(0.0, 0.4), normalize="none"),
     "stable-diffusion": dict(features="latent", sigma_image=0.8, sigma_text=0.3, scale=0.03,
                              every=10, normalize="published"),
 }

@@ -239,7 +239,9 @@ def matched_fidelity(results: Dict[str, dict], halves: Dict[str, dict], drop: fl
     a ``cfg@w`` reference (a lower CFG), of the share of the diversity CFG lost that is
     recovered: ``(D_matched - D_none) / (D_cfg - D_none)``. Returns the axes used and one
     row per group (``method``, ``settings``, ``target``, ``matched``, ``gain`` with
-    ``gain_lo`` / ``gain_hi``, ``recovered`` with its interval when a reference exists)."""
+    ``gain_lo`` / ``gain_hi`` and the per-half gains ``half_gains`` (the same halves for every
+    group, so two groups' difference has a paired interval: :func:`matched_difference`),
+    ``recovered`` with its interval when a reference exists)."""
     from .evaluation_tools import frontier_at, interval_from_subset_deltas
 
     if "none" not in results:
@@ -274,6 +276,7 @@ def matched_fidelity(results: Dict[str, dict], halves: Dict[str, dict], drop: fl
                                  lambda m: halves[m][dk][i]) - halves["none"][dk][i]
                               for i in range(n_half)])
         row["gain_lo"] = row["gain_hi"] = float("nan")
+        row["half_gains"] = [float(v) for v in half_gain]  # paired: compare methods half by half
         if n and math.isfinite(row["gain"]) and np.isfinite(half_gain).all():
             iv = interval_from_subset_deltas(row["gain"], half_gain, n, n // 2)
             row["gain_lo"], row["gain_hi"] = iv.lo, iv.hi
@@ -289,3 +292,18 @@ def matched_fidelity(results: Dict[str, dict], halves: Dict[str, dict], drop: fl
                 row["recovered_lo"], row["recovered_hi"] = iv.lo, iv.hi
         rows.append(row)
     return axes, rows
+
+
+def matched_difference(row_a: dict, row_b: dict, n: int, level: float = 0.95) -> dict:
+    """``matched(a) - matched(b)`` of two rows of :func:`matched_fidelity` (the same run, so
+    the same halves) with a paired interval: is one method better than another at matched
+    fidelity, beyond the noise?"""
+    from .evaluation_tools import interval_from_subset_deltas
+
+    delta = row_a["matched"] - row_b["matched"]
+    d = np.asarray(row_a["half_gains"]) - np.asarray(row_b["half_gains"])
+    if not (math.isfinite(delta) and np.isfinite(d).all()):
+        return {"delta": delta, "lo": float("nan"), "hi": float("nan")}
+    iv = interval_from_subset_deltas(delta, d, n, n // 2, level)
+    return {"delta": delta, "lo": iv.lo, "hi": iv.hi}
+

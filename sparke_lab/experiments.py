@@ -442,7 +442,8 @@ class ComparisonRun:
         _write_metrics(self.out, results)
         axes, matched = matched_fidelity(results, {m: per_method[m]["halves"] for m in per_method},
                                          drop=match_drop, n=len(prompt_idx))
-        _atomic_json(self.out / "frontier.json", {"axes": axes, "drop": match_drop, "rows": matched})
+        _atomic_json(self.out / "frontier.json", {"axes": axes, "drop": match_drop, "n": len(prompt_idx),
+                                                  "rows": matched})
         write_report(self.out, self.cfg, results, per_method, prompt_idx, metrics.sigma, metrics.real,
                      frontier=(axes, matched))
         return results

@@ -137,3 +137,16 @@ def test_prompt_gate_values_and_errors():
     g.bank.add(torch.randn(5, 16), torch.randn(5, 4))
     with pytest.raises(ValueError, match="exact MemoryBank"):
         g.guide_latents(torch.randn(2, 16), torch.randn(2, 4))
+
+
+def test_particle_guidance_and_vendi_take_semantic_features(sd, clip):
+    from sparke_lab.guidance import ParticleGuidance, VendiGuidance
+    prompts = ["a red cube", "a blue ball", "a red cube", "a green cone"]
+    kw = dict(batch_size=4, num_inference_steps=3, guidance_scale=5.0, output_type="pt", progress=False)
+    base = generate(sd, prompts, None, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw)
+    for cb in (ParticleGuidance(features=clip, scale=0.2, every=1),
+               VendiGuidance(features=clip, sigma_image=0.5, scale=0.2, every=1)):
+        out = generate(sd, prompts, cb, generator=[torch.Generator().manual_seed(i) for i in range(4)], **kw)
+        assert torch.isfinite(out).all() and not torch.allclose(out, base), type(cb).__name__
+    with pytest.raises(ValueError, match="features must be"):
+        ParticleGuidance(features="dino")

@@ -193,3 +193,17 @@ def semantic_features(features: "ClipFeatures", pipe, latents: torch.Tensor, x0_
         return g.reshape(B, -1).float() * dz
     return F.detach(), pull
 
+
+def resolve_clip_features(features, pipe):
+    """``features`` with the string ``"clip"`` turned into the digits pipeline's encoder
+    (:meth:`ClipFeatures.for_digits`); any other pipeline needs an explicit
+    :class:`ClipFeatures` (a clear error says so). Other values pass through."""
+    if isinstance(features, str) and features == "clip":
+        if getattr(pipe, "sparke_lab_model", None) != "digits":
+            raise ValueError(
+                f"features='clip' knows the image-text model of the digits pipeline only; for "
+                f"{type(pipe).__name__} pass features=ClipFeatures.from_pretrained('path/to/clip') "
+                "(a local transformers CLIPModel folder)")
+        return ClipFeatures.for_digits(device=getattr(pipe, "device", None))
+    return features
+

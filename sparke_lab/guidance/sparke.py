@@ -34,7 +34,7 @@ from .objectives import (NORMALIZATIONS, bank_kernel_mass, bank_loss_grad, guida
                          kernel_mass, peer_loss_grad, prompt_gate, sphere_features,
                          sphere_pullback, vendi_loss_grad)
 from .pipelines import pool_prompt_embeds, predict_clean_latents
-from .semantic import ClipFeatures, semantic_features
+from .semantic import ClipFeatures, resolve_clip_features, semantic_features
 
 OBJECTIVES = ("cond-rke", "rke", "vendi", "cond-vendi")
 FEATURES = ("latent", "raw", "x0", "clip")
@@ -202,14 +202,7 @@ class SparkeGuidance(GuidanceCallback):
         """Turn ``features="clip"`` into the image-text model of ``pipe``: the shipped digits
         encoder for the digits pipeline; for any other pipeline pass
         ``features=ClipFeatures.from_pretrained(path)`` (a local CLIP checkpoint)."""
-        if isinstance(self.features, str) and self.features == "clip":
-            if getattr(pipe, "sparke_lab_model", None) != "digits":
-                raise ValueError(
-                    f"features='clip' knows the image-text model of the digits pipeline only; for "
-                    f"{type(pipe).__name__} pass features=ClipFeatures.from_pretrained('path/to/clip') "
-                    "(a local transformers CLIPModel folder)")
-            dev = getattr(pipe, "device", None)
-            self.features = ClipFeatures.for_digits(device=dev)
+        self.features = resolve_clip_features(self.features, pipe)
 
     def prompt_encoder_for(self, pipe):
         """The prompt encoder guidance needs for ``pipe``: the image-text model's text tower

@@ -444,6 +444,7 @@ class ComparisonRun:
                                          drop=match_drop, n=len(prompt_idx))
         _atomic_json(self.out / "frontier.json", {"axes": axes, "drop": match_drop, "n": len(prompt_idx),
                                                   "rows": matched})
+        _atomic_json(self.out / "clusters.json", {m: per_method[m].get("clusters") or {} for m in per_method})
         write_report(self.out, self.cfg, results, per_method, prompt_idx, metrics.sigma, metrics.real,
                      frontier=(axes, matched))
         return results

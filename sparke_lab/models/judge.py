@@ -30,7 +30,7 @@ from torch import nn
 
 from ..utils import pick_device, set_seed
 from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
-                      torch_threads)
+                      torch_threads, train_dir)
 from .digits_data import IMAGE_SIZE, digits_arrays
 
 FEATURE_DIM = 64
@@ -168,7 +168,8 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
                 ) -> Dict:
     """Train the judge on the training split of the digits and save it to ``out_dir``.
 
-    Default folder ``data/judge`` (``judge.safetensors`` + ``config.json``). ``quick`` trains
+    Default folder: ``judge`` under the user data folder (``judge.safetensors`` +
+    ``config.json``; see :func:`sparke_lab.models._common.train_dir`). ``quick`` trains
     a couple of epochs (seconds, for tests). Returns a report with the held-out accuracy
     (450 test images), per-digit accuracy and the training time. Run by
     ``sparke-lab train judge``; used in notebooks 04_kernel_eigenspectra and
@@ -177,7 +178,7 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    out = model_dir("judge", out_dir)
+    out = train_dir("judge", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     epochs = epochs or (2 if quick else 40)
@@ -227,7 +228,7 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
 
 
 def load_digits_judge(device=None, path: Optional[PathLike] = None) -> DigitsJudge:
-    """Load the shipped judge (``data/judge`` or ``path``) as a :class:`DigitsJudge`.
+    """Load the shipped judge (``judge`` of :func:`data_dir`, or ``path``) as a :class:`DigitsJudge`.
 
     A missing or corrupted checkpoint raises FileNotFoundError / RuntimeError naming the path
     and ``sparke-lab train judge``. Used in notebooks 04_kernel_eigenspectra and

@@ -129,7 +129,8 @@ def cmd_train(args) -> int:
 def cmd_lab(args) -> int:
     from . import lab
     try:
-        return lab.main(args.directory, args.port, args.token, args.no_browser, args.ip)
+        return lab.main(args.directory, args.port, args.token, args.no_browser, args.ip,
+                        args.jupyter_arg)
     except ImportError as exc:
         print(f"sparke-lab lab: error: {exc}", file=sys.stderr)
         return 2
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--token", default=None, help="access token (default: a random one, printed in the URL)")
     j.add_argument("--ip", default="127.0.0.1", help="address to listen on (default loopback)")
     j.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    j.add_argument("--jupyter-arg", action="append", default=[], metavar="ARG",
+                   help="passed on to JupyterLab, e.g. --jupyter-arg=--LabApp.expose_app_in_browser=True (repeatable)")
     j.set_defaults(func=cmd_lab)
     return p
 

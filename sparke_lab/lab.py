@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 
 def default_notebook_dir() -> Path:
@@ -21,13 +21,14 @@ def default_notebook_dir() -> Path:
 
 def lab_argv(directory: Optional[os.PathLike] = None, port: Optional[int] = None,
              token: Optional[str] = None, no_browser: bool = False,
-             ip: str = "127.0.0.1") -> List[str]:
+             ip: str = "127.0.0.1", extra: Sequence[str] = ()) -> List[str]:
     """The ``python -m jupyterlab ...`` command line of :func:`main`.
 
     Binds to ``ip`` (loopback by default); ``port`` None lets Jupyter pick a free one, a given
     port is used or the start fails (no silent move to another port); ``token`` None lets
     Jupyter make a random token (printed in its URL). Update checks and the news feed are
-    off: they would reach the network.
+    off: they would reach the network. ``extra`` arguments are passed on to JupyterLab as they
+    are (e.g. ``--LabApp.expose_app_in_browser=True``, which the browser tests use).
     """
     folder = Path(directory) if directory is not None else default_notebook_dir()
     if not folder.is_dir():
@@ -44,7 +45,9 @@ def lab_argv(directory: Optional[os.PathLike] = None, port: Optional[int] = None
         argv.append(f"--IdentityProvider.token={token}")
     if no_browser:
         argv.append("--ServerApp.open_browser=False")
-    return argv
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--ServerApp.allow_root=True")  # containers and CI run as root; Jupyter refuses it
+    return argv + list(extra)
 
 
 def lab_env(environ: Optional[dict] = None) -> dict:
@@ -55,12 +58,12 @@ def lab_env(environ: Optional[dict] = None) -> dict:
     return env
 
 
-def main(directory=None, port=None, token=None, no_browser=False, ip="127.0.0.1") -> int:
+def main(directory=None, port=None, token=None, no_browser=False, ip="127.0.0.1", extra=()) -> int:
     """Start JupyterLab (replaces this process on POSIX, so signals reach the server)."""
     from ._extras import require_extra
     require_extra("jupyterlab", "lab", "sparke-lab lab (JupyterLab)")
     require_extra("ipywidgets", "lab", "the notebooks' widgets")
-    argv = lab_argv(directory, port, token, no_browser, ip)
+    argv = lab_argv(directory, port, token, no_browser, ip, extra)
     env = lab_env()
     sys.stdout.flush()
     if os.name == "posix":

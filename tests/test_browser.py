@@ -102,7 +102,10 @@ def test_report_opens_with_every_image_decoded(browser, installed_wheel):
         "return document.getElementById('metrics-json').textContent"))
     assert {"none", "sparke"} <= set(metrics)
     assert _console_errors(browser) == []
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(int(height) + 100, 8000))  # the whole page in one picture
     shot = _shot(browser, "report.png")
+    browser.set_window_size(1400, 1000)
     assert shot.stat().st_size > 10_000
 
 
@@ -295,9 +298,10 @@ def test_lab_needs_the_token(lab):
     assert lab["refused"]
 
 
-@pytest.mark.parametrize("notebook, slider", [("02_renyi_kernel_entropy.ipynb", 0),
-                                              ("07_guided_sampling_2d.ipynb", 0)])
-def test_notebook_runs_in_jupyterlab_and_its_slider_redraws(browser, lab, notebook, slider):
+# key presses per slider: every press is a redraw, and 07's redraw samples the guided toy
+@pytest.mark.parametrize("notebook, slider, presses", [("02_renyi_kernel_entropy.ipynb", 0, 4),
+                                                       ("07_guided_sampling_2d.ipynb", 0, 1)])
+def test_notebook_runs_in_jupyterlab_and_its_slider_redraws(browser, lab, notebook, slider, presses):
     _open(browser, lab, notebook)
     browser.get_log("browser")
     t0 = time.time()
@@ -311,7 +315,7 @@ def test_notebook_runs_in_jupyterlab_and_its_slider_redraws(browser, lab, notebo
     assert widgets["sliders"] > slider and widgets["broken"] == 0, widgets
     before = browser.execute_script(FIGURE_OF_SLIDER, slider)
     assert before["src"] and before["src"].startswith("data:image/png"), before
-    _move_slider(browser, slider)
+    _move_slider(browser, slider, presses)
     after = _wait_for_change(browser, slider, before)
     # each key press is a change; wait for the last redraw before reading and the screenshot
     _poll(lambda: browser.execute_script(

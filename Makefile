@@ -53,7 +53,8 @@ test-browser: $(ALL_STAMP)
 	$(PY) -m pytest tests/test_browser.py -q
 
 lab: $(ALL_STAMP)
-	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)"
+	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)" \
+	  --env OMP_WAIT_POLICY PASSIVE
 	$(VENV)/bin/sparke-lab lab notebooks $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN)) $(if $(NO_BROWSER),--no-browser)
 
 bench: $(CORE_STAMP)

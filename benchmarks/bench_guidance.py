@@ -28,7 +28,7 @@ import time
 import torch
 
 from sparke_lab.guidance import MemoryBank, SketchBank, SparkeGuidance, generate
-from sparke_lab.guidance.bank import prompt_weights
+from sparke_lab.guidance.objectives import prompt_weights
 
 D, E = 16_384, 768
 SX, ST = 0.8, 0.3

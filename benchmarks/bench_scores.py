@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import sparke_lab as sl  # noqa: E402
-from sparke_lab.demo import format_table  # noqa: E402
+from sparke_lab.utils import format_table  # noqa: E402
 
 
 def peak_rss_mb() -> float:

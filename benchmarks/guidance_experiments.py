@@ -39,11 +39,11 @@ def _fmt(v) -> str:
 # ============================================================================ 2-D toy
 def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 50,
         sweep: bool = True) -> None:
-    from sparke_lab.models import load_toy2d
+    from sparke_lab.models import load_toy2d_pipeline
 
     torch.set_num_threads(1)
-    model = load_toy2d()
-    mix = model.mixture
+    pipe = load_toy2d_pipeline()
+    mix = pipe.mixture
     truth = np.asarray(mix.weights)
     C = mix.n_classes
     # single-class batches, classes interleaved: fair to in-batch methods (Particle Guidance)
@@ -52,7 +52,7 @@ def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 
 
     def run(cb, **kw):
         t0 = time.perf_counter()
-        x = generate(model, labels, cb, batch_size=batch, num_inference_steps=steps,
+        x = generate(pipe, labels, cb, batch_size=batch, num_inference_steps=steps,
                      guidance_scale=cfg, generator=torch.Generator().manual_seed(0),
                      progress=False, **kw)
         W = mix.mode_weights(x, labels)
@@ -65,7 +65,7 @@ def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 
     base = run(None)
     rows.append({"method": "no guidance (CFG %g)" % cfg, **base})
     rows.append({"method": "conditional model (CFG 1)",
-                 **{k: v for k, v in _toy_cfg1(model, labels, steps, mix, truth).items()}})
+                 **{k: v for k, v in _toy_cfg1(pipe, labels, steps, mix, truth).items()}})
     methods = {
         "SPARKE (recommended)": lambda: SparkeGuidance.recommended("toy2d"),
         "latent RKE (uncond.)": lambda: SparkeGuidance.recommended("toy2d", objective="rke"),
@@ -77,13 +77,12 @@ def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 
         "Vendi (c-VSG, window 150)": lambda: VendiGuidance(
             features="raw", sigma_image=1.0, scale=0.05, every=5, window=(0, 0.8),
             normalize="published"),
+        # on the toy's prompt embedding, the class embedding
+        "CADS (.6/.9/.25)": lambda: CADS(),
+        "interval CFG (0.2, 1)": lambda: IntervalGuidance(guidance_scale=cfg),
     }
     for name, make in methods.items():
         rows.append({"method": name, **run(make())})
-    # CADS on the class embedding
-    from sparke_lab.teaching import toy_cads
-    with toy_cads(model, CADS()) as callback:
-        rows.append({"method": "CADS (.6/.9/.25)", **run(callback)})
     print(f"\n2-D toy: {len(labels)} samples ({n_per_class}/class), CFG {cfg}, {steps} DDIM steps; "
           f"true weights {truth.tolist()}; TV = total-variation distance of each class's mode "
           "weights to the truth (mean over classes)")
@@ -105,8 +104,8 @@ def toy(n_per_class: int = 200, batch: int = 50, cfg: float = 3.0, steps: int = 
     _table(rows, ["sigma", "scale", "every", "window", "on_mode", "TV"])
 
 
-def _toy_cfg1(model, labels, steps, mix, truth):
-    x = generate(model, labels, None, batch_size=50, num_inference_steps=steps,
+def _toy_cfg1(pipe, labels, steps, mix, truth):
+    x = generate(pipe, labels, None, batch_size=50, num_inference_steps=steps,
                  guidance_scale=1.0, generator=torch.Generator().manual_seed(0), progress=False)
     W = mix.mode_weights(x, labels)
     tv = 0.5 * np.abs(W - truth).sum(1)

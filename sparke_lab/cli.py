@@ -23,8 +23,8 @@ def _orders(text: str) -> List[float]:
 
 def cmd_scores(args) -> int:
     from . import scores
-    from .demo import format_table
     from .io import load_features
+    from .utils import format_table
 
     X = load_features(args.features, args.key)
     T = load_features(args.prompts, args.prompt_key) if args.prompts else None
@@ -64,7 +64,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_mixture(args) -> int:
-    from .demo import DEMO_COLUMNS, format_table, mixture_demo
+    from .mixture_demo import DEMO_COLUMNS, mixture_demo
+    from .utils import format_table
     rows = mixture_demo(args.out, full=args.full or None, seed=args.seed)
     print("Score analysis of Gaussian mixtures with a known number of modes")
     print("(RKE should match 1/sum w^2 and Vendi should match exp H(w) for well-separated modes)\n")
@@ -74,37 +75,22 @@ def cmd_mixture(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .demo import format_table
-    from .distributed import init_distributed, shutdown
-    from .experiments import ComparisonRun, RunConfig, load_prompt_file, parse_methods
-    from .utils import pick_device
-    prompts = load_prompt_file(args.prompts)
-    methods = parse_methods(args.methods)
-    if args.per_prompt < 2 or args.steps < 1 or args.batch_size < 1:
-        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
-    group = init_distributed(args.backend, sketch_sync=args.sketch_sync)  # a group of one outside torchrun
-    device = args.device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
-    # a round is --batch-size samples on each process; a folder resumes on any process count
-    # that gives the same round size
-    cfg = RunConfig(model=args.model, prompts=[dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid))
-                                               for p in prompts],
-                    methods=methods, per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg,
-                    seed=args.seed, batch_size=args.batch_size * group.world_size, device=device,
-                    dtype=args.dtype or "auto", features=args.features, bank=args.bank)
-    run = ComparisonRun(cfg, Path(args.out), progress=not args.no_progress, group=group)
-    run.run(evaluate=False)
-    # leave the group only after every rank generated (on an error a rank exits at once and
-    # torchrun stops the others); rank 0 evaluates alone afterwards
-    group.barrier()
-    shutdown()
-    if not group.is_main:
+    from .experiments import load_prompt_file, parse_methods, run
+    from .utils import format_table
+    family = "digits" if args.model == "digits" else "stable-diffusion"
+    results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods, args.sweep, family), args.out,
+                  per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
+                  batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                  features=args.features, bank=args.bank, evaluate=not args.no_eval,
+                  progress=not args.no_progress, backend=args.backend, sketch_sync=args.sketch_sync)
+    if results is None:  # another process of a torchrun job: rank 0 reports
         return 0
     if args.no_eval:
         print(f"samples and banks in {Path(args.out) / 'samples'} (no evaluation: --no-eval)")
         return 0
-    results = run.evaluate()
-    cols = ["method", "samples", "cond_vendi", "vendi", "rke", "in_batch_sim", "broad_spread",
-            "prompt_fidelity", "precision", "recall", "coverage", "kid", "sec_per_sample"]
+    cols = ["method", "samples", "cond_vendi", "vendi", "in_batch_sim", "broad_spread", "broad_tv",
+            "broad_validity", "prompt_fidelity", "rejected", "precision", "recall", "coverage", "kid",
+            "sec_per_sample"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     print(format_table(list(results.values()), cols, "{:.3f}"))
     print(f"\nreport: {Path(args.out) / 'report.html'}")
@@ -113,13 +99,15 @@ def cmd_compare(args) -> int:
 
 def cmd_train(args) -> int:
     from . import models
-    fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d}[args.model]
-    folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d"}[args.model]
+    fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d,
+          "clip": models.train_digits_clip}[args.model]
+    folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d", "clip": "digits-clip"}[args.model]
     from .models._common import DATA_ENV, train_dir
     out = train_dir(folder, args.out)
-    report = fn(out, quick=args.quick, seed=args.seed)
+    report = fn(out, quick=args.quick, **({} if args.seed is None else {"seed": args.seed}))
     print(json.dumps(report, indent=2, default=str))
-    loader = {"digits": "load_digits_pipeline", "judge": "load_digits_judge", "toy2d": "load_toy2d"}[args.model]
+    loader = {"digits": "load_digits_pipeline", "judge": "load_digits_judge", "toy2d": "load_toy2d",
+              "clip": "load_digits_clip"}[args.model]
     print(f"\nwrote {out}. Load it with sparke_lab.models.{loader}(path={str(out)!r}), or set "
           f"{DATA_ENV}={out.parent} to make every loader read that folder (it then needs the "
           f"other model folders and prompts/ too: copy them from {models.shipped_data_dir()}).")
@@ -190,16 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: process-group backend (default nccl with CUDA, else gloo)")
     c.add_argument("--sketch-sync", default="rows", choices=["rows", "sum"],
                    help="under torchrun: a sketch bank gathers the new rows, or all-reduces its fixed-size sums")
+    c.add_argument("--sweep", action="store_true",
+                   help="run each method without @scale at a small grid of strengths and compare "
+                        "frontiers at matched fidelity (see the report)")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="retrain an offline model from scratch")
-    t.add_argument("model", choices=["digits", "judge", "toy2d"])
+    t.add_argument("model", choices=["digits", "judge", "toy2d", "clip"])
     t.add_argument("--out", help="output folder (default: $SPARKE_LAB_DATA/<model> if set, else "
                    "$XDG_DATA_HOME/sparke-lab/<model>, i.e. ~/.local/share/sparke-lab/<model>; "
                    "never the installed package)")
     t.add_argument("--quick", action="store_true", help="a tiny run for tests")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None,
+                   help="default: each model's own (0; 1 for clip, so it differs from the judge)")
     t.set_defaults(func=cmd_train)
 
     j = sub.add_parser("lab", help="JupyterLab on the course notebooks (needs the [lab] extra)")

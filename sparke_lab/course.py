@@ -272,17 +272,17 @@ def grade(name: str, submissions: PathLike, out: Optional[PathLike] = None,
 
 # ----------------------------------------------------------- assignment 3: the 2-D toy study
 @lru_cache(maxsize=1)
-def _toy_model():
-    from .models import load_toy2d
-    return load_toy2d(device="cpu")
+def _toy_pipeline():
+    from .models import load_toy2d_pipeline
+    return load_toy2d_pipeline(device="cpu")
 
 
 def _toy_samples(guidance, seed: int, n_per_class: int, steps: int, cfg: float, batch_size: int):
     import torch
     from .guidance import generate
-    model = _toy_model()
-    labels = toy_study_labels(n_per_class, batch_size, model.mixture.n_classes)
-    return generate(model, labels, guidance, batch_size=batch_size, num_inference_steps=steps,
+    pipe = _toy_pipeline()
+    labels = toy_study_labels(n_per_class, batch_size, pipe.mixture.n_classes)
+    return generate(pipe, labels, guidance, batch_size=batch_size, num_inference_steps=steps,
                     guidance_scale=cfg, generator=torch.Generator().manual_seed(seed), progress=False)
 
 
@@ -290,8 +290,8 @@ def _toy_samples(guidance, seed: int, n_per_class: int, steps: int, cfg: float, 
 def _toy_unguided_tv(seed: int, n_per_class: int, steps: int, cfg: float, batch_size: int) -> float:
     # the unguided reference of a seed is the same for every setting: sample it once
     from . import teaching
-    from .models._common import torch_threads
-    mix = _toy_model().mixture
+    from .utils import torch_threads
+    mix = _toy_pipeline().mixture
     with torch_threads(1):
         x = _toy_samples(None, seed, n_per_class, steps, cfg, batch_size)
     labels = toy_study_labels(n_per_class, batch_size, mix.n_classes)
@@ -323,14 +323,13 @@ def evaluate_toy_setting(setting: Optional[Dict] = None, seed: int = 0, n_per_cl
     """
     from . import teaching
     from .guidance import SparkeGuidance
-    from .models._common import torch_threads
+    from .utils import torch_threads
 
     if setting is not None and not isinstance(setting, dict):
         raise TypeError(f"setting must be a dict of SparkeGuidance keyword arguments, got "
                         f"{type(setting).__name__}")
     guidance = SparkeGuidance.recommended("toy2d", **(setting or {}))  # bad settings fail here
-    model = _toy_model()
-    mix = model.mixture
+    mix = _toy_pipeline().mixture
     labels = toy_study_labels(n_per_class, batch_size, mix.n_classes)
     with torch_threads(1):
         guided = _toy_samples(guidance, int(seed), n_per_class, int(steps), float(cfg), batch_size)

@@ -1,8 +1,11 @@
-"""The comparison runner: methods x prompts -> images, features, timings -> metrics -> report.
+"""The comparison runner: methods x prompts -> images and timings -> metrics -> report.
 
 For each method it generates the same prompts with the same per-image seeds (prompts are
-interleaved, so a bank sees many prompts), keeps images, features and timings, and writes
-``metrics.csv``, ``metrics.json``, image grids and ``report.html`` into the run folder.
+interleaved, so a bank sees many prompts), keeps images and timings, and writes
+``metrics.csv``, ``metrics.json``, image grids and ``report.html`` into the run folder. The
+runner owns the plan, the rounds, resuming and committing; the pipeline and the image
+features come from :mod:`sparke_lab.loading`, the metric rows from
+:mod:`sparke_lab.evaluation`, the report from :mod:`sparke_lab.report`.
 
 Resumable: work is done in rounds (one batch); each sample is written atomically as a PNG,
 then the guidance bank is checkpointed, then the manifest names both (the commit point).
@@ -14,28 +17,33 @@ exchanges samples through a :class:`~sparke_lab.distributed.RankGroup`, each ran
 own samples, rank 0 checkpoints the (identical) bank and commits the round. The round size
 (``batch_size``) is the total over processes, so the same folder resumes on any process count.
 
-Used by ``sparke-lab compare`` (and ``make demo``); taught in 08_guided_generation_digits.
+Used by ``sparke-lab compare`` (and ``make demo``) through :func:`run`; taught in
+08_guided_generation_digits.
 """
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from . import metrics as M
-from . import scores
-from .kernels import median_heuristic_bandwidth
+from .loading import feature_extractor, load_model
 
-METHOD_NAMES = ("none", "sparke", "rke", "vendi", "pg", "cads", "interval")
+METHOD_NAMES = ("none", "cfg", "sparke", "sparke-latent", "sparke-clip", "rke", "rke-clip", "vendi",
+                "pg", "cads", "interval")
+#: ``--sweep``: each method's strengths as multiples of its default (cads: noise scales;
+#: interval: the start of the CFG window). ``none`` and ``cfg@w`` run once.
+SWEEP = {"sparke": (0.25, 0.5, 1.0, 2.0), "sparke-latent": (0.25, 0.5, 1.0, 2.0),
+         "sparke-clip": (0.25, 0.5, 1.0, 2.0), "rke": (0.25, 0.5, 1.0, 2.0),
+         "rke-clip": (0.25, 0.5, 1.0, 2.0), "vendi": (0.5, 1.0, 2.0), "pg": (0.5, 1.0, 2.0, 4.0),
+         "cads": (0.1, 0.25, 0.5), "interval": (0.1, 0.2, 0.4)}
 BANK_KINDS = ("exact", "sketch")
 
 
@@ -43,10 +51,13 @@ BANK_KINDS = ("exact", "sketch")
 @dataclass
 class PromptSpec:
     """One prompt of a run: its text, its cluster (for prompt-aware metrics) and, for the
-    digits model, the digits that are valid answers to it (empty when unknown)."""
+    digits model, the digits that are valid answers to it (empty when unknown) and the class
+    distribution of its training captions, aligned with ``valid`` (empty when unknown; the
+    class-distribution metrics measure the total variation to it)."""
     prompt: str
     cluster: int
     valid: tuple = ()
+    weights: tuple = ()
 
 
 def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
@@ -58,7 +69,7 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
     if not p.exists():
         from .models.captions import PROMPT_SETS, load_prompt_set
         if str(path_or_name) in PROMPT_SETS:
-            return [PromptSpec(q.prompt, int(q.cluster), tuple(q.valid_digits))
+            return [PromptSpec(q.prompt, int(q.cluster), tuple(q.valid_digits), tuple(q.class_weights))
                     for q in load_prompt_set(str(path_or_name))]
         raise FileNotFoundError(f"prompt file {p} not found (or use a shipped set: {PROMPT_SETS})")
     text = p.read_text(encoding="utf-8")
@@ -99,8 +110,13 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
 
 
 # ------------------------------------------------------------------------ methods
-def parse_methods(spec: str) -> List[str]:
-    """``"none,sparke,sparke@0.2,pg"`` -> method names; ``name@scale`` sets the scale."""
+def parse_methods(spec: str, sweep: bool = False, family: str = "digits") -> List[str]:
+    """``"none,sparke,sparke@0.2,pg"`` -> method names; ``name@scale`` sets the scale
+    (``cfg@w``: no guidance at CFG ``w``, e.g. the low-CFG reference of lost spread;
+    ``interval@s``: CFG only after the first fraction ``s`` of the run; ``cads@s``: CADS
+    noise scale ``s``). ``sweep``: every method without a scale becomes a small grid of
+    strengths (:data:`SWEEP`) so that methods are compared along their fidelity-diversity
+    frontiers, at matched fidelity, not at one strength each."""
     names = [m.strip() for m in spec.split(",") if m.strip()]
     if not names:
         raise ValueError("no methods given")
@@ -113,9 +129,32 @@ def parse_methods(spec: str) -> List[str]:
                 float(scale)
             except ValueError:
                 raise ValueError(f"bad scale in {m!r}") from None
+        if base == "cfg" and not scale:
+            raise ValueError("'cfg' needs a guidance scale: cfg@1.5 runs without guidance at CFG 1.5")
+    if sweep:
+        out = []
+        for m in names:
+            base, _, scale = m.partition("@")
+            if scale or base not in SWEEP:
+                out.append(m)
+                continue
+            default = default_strength(base, family)
+            out += [f"{base}@{_round(default * k)}" if base not in ("cads", "interval") else f"{base}@{k:g}"
+                    for k in SWEEP[base]]
+        names = out
     if len(set(names)) != len(names):
         raise ValueError(f"a method is listed twice: {names}")
     return names
+
+
+def _round(x: float) -> str:
+    return f"{float(f'{x:.3g}'):g}"
+
+
+def default_strength(base: str, family: str) -> float:
+    """The default scale of a guidance method (its recommended setting for ``family``)."""
+    cb = make_callback(base, family, 7.0)
+    return float(getattr(cb, "scale", 1.0))
 
 
 def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
@@ -124,13 +163,18 @@ def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
     from . import guidance as G
     base, _, scale = method.partition("@")
     kw = {} if not scale else {"scale": float(scale)}
-    if base == "none":
+    if base in ("none", "cfg"):
         return None
-    if base in ("sparke", "rke"):
+    if base.startswith(("sparke", "rke")):
+        kind, _, variant = base.partition("-")
         fam = family if family in G.RECOMMENDED else "stable-diffusion"
+        if variant:
+            fam = f"{fam}-{variant}"
+            if fam not in G.RECOMMENDED:
+                raise ValueError(f"no recommended {variant} settings for this model; use sparke or rke")
         if bank == "sketch":
             kw["bank"] = "sketch"
-        return G.SparkeGuidance.recommended(fam, objective="cond-rke" if base == "sparke" else "rke", **kw)
+        return G.SparkeGuidance.recommended(fam, objective="cond-rke" if kind == "sparke" else "rke", **kw)
     if base == "vendi":
         return G.VendiGuidance(**kw)
     if base == "pg":
@@ -138,7 +182,7 @@ def make_callback(method: str, family: str, cfg: float, bank: str = "exact"):
     if base == "cads":
         return G.CADS(**({"noise_scale": float(scale)} if scale else {}))
     if base == "interval":
-        return G.IntervalGuidance(guidance_scale=cfg)
+        return G.IntervalGuidance(guidance_scale=cfg, **({"interval": (float(scale), 1.0)} if scale else {}))
     raise ValueError(method)
 
 
@@ -178,9 +222,13 @@ def _load_sample(path: Path) -> np.ndarray:
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run; a run folder belongs to exactly one configuration."""
+    """Everything that defines a run; a run folder belongs to exactly one configuration.
+
+    ``prompts``: :class:`PromptSpec` s (dicts with the same keys are converted); ``batch_size``:
+    the samples of one round over all processes. :meth:`key` is what ``config.json`` holds.
+    """
     model: str
-    prompts: List[dict]
+    prompts: List[PromptSpec]
     methods: List[str]
     per_prompt: int
     steps: int
@@ -192,8 +240,17 @@ class RunConfig:
     features: str = "auto"
     bank: str = "exact"
 
+    def __post_init__(self):
+        self.prompts = [p if isinstance(p, PromptSpec) else
+                        PromptSpec(p["prompt"], int(p["cluster"]), tuple(p.get("valid", ())),
+                                   tuple(p.get("weights", ())))
+                        for p in self.prompts]
+
     def key(self) -> dict:
         d = asdict(self)
+        d["prompts"] = [dict(prompt=p.prompt, cluster=p.cluster, valid=list(p.valid),
+                             **({"weights": list(p.weights)} if p.weights else {}))
+                        for p in self.prompts]
         d.pop("device")  # the same run may resume on another device
         if d["bank"] == "exact":
             d.pop("bank")  # folders written before the option existed stay valid
@@ -293,7 +350,7 @@ class ComparisonRun:
         if callback is not None:
             callback.group = group
         pipe = self.pipe
-        texts = [p["prompt"] for p in self.cfg.prompts]
+        texts = [p.prompt for p in self.cfg.prompts]
         comm0 = group.total_stats()
         bar = tqdm(total=len(rounds), initial=done, desc=f"{method:>12}", disable=not self.progress)
         for r in range(done, len(rounds)):
@@ -306,7 +363,7 @@ class ComparisonRun:
                 if hasattr(callback, "set_sample_seeds"):  # CADS: noise per sample, not per batch
                     callback.set_sample_seeds([(1 << 40) + x for x in seeds])
                 imgs = G.generate(pipe, prompts, callback, batch_size=len(prompts),
-                                  num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.cfg,
+                                  num_inference_steps=self.cfg.steps, guidance_scale=self.method_cfg(method),
                                   generator=gens, output_type="np", progress=False)
                 u8 = np.clip(np.round(np.asarray(imgs) * 255), 0, 255).astype(np.uint8)
                 for (_, idx), im in zip(items, u8):
@@ -362,69 +419,45 @@ class ComparisonRun:
         return self.evaluate()
 
     # -- evaluation ---------------------------------------------------------------
-    def evaluate(self, n_boot: int = 50) -> Dict[str, dict]:
+    def evaluate(self, n_boot: int = 50, match_drop: float = 0.03) -> Dict[str, dict]:
+        """The metric row of every method (:class:`~sparke_lab.evaluation.MethodMetrics`),
+        ``metrics.csv`` / ``metrics.json``, the matched-fidelity comparison
+        (``frontier.json``: each method group's diversity at the unguided fidelity minus
+        ``match_drop``, :func:`~sparke_lab.evaluation.matched_fidelity`) and ``report.html``."""
+        from .evaluation import MethodMetrics, matched_fidelity
         from .report import write_report
-        extractor = feature_extractor(self.cfg.model, self.cfg.features)
-        plan = self.sample_plan()
-        prompt_idx = np.array([pi for pi, _ in plan])
-        clusters = np.array([self.cfg.prompts[pi]["cluster"] for pi in prompt_idx])
-        valid_sets = [tuple(self.cfg.prompts[pi]["valid"]) for pi in prompt_idx]
-        uniq = {c: j for j, c in enumerate(sorted(set(clusters.tolist())))}
-        T = np.eye(len(uniq))[[uniq[c] for c in clusters]]  # prompt-cluster features
-        real = extractor.reference()
-        sigma = median_heuristic_bandwidth(real if real is not None else extractor.features(
-            self.load_samples(self.cfg.methods[0])[0]))
+        prompt_idx = np.array([pi for pi, _ in self.sample_plan()])
+        first = self.cfg.methods[0]
+        metrics = MethodMetrics(self.cfg.prompts, prompt_idx, feature_extractor(self.cfg.model, self.cfg.features),
+                                bandwidth_images=lambda: self.load_samples(first)[0], n_boot=n_boot)
         results, per_method = {}, {}
-        halves = base_half = base_value = None
         for method in self.cfg.methods:
             images, secs, manifest = self.load_samples(method)
-            F = extractor.features(images)
-            row = {"method": method, "samples": len(F)}
-            cb = make_callback(method, self.family, self.cfg.cfg, self.cfg.bank)
-            if method.partition("@")[0] in ("sparke", "rke", "vendi"):
-                row["eta"] = float(cb.scale)
-            row["vendi"] = scores.vendi_score(F, sigma=sigma)
-            row["rke"] = scores.rke_score(F, sigma=sigma)
-            row["cond_vendi"] = scores.conditional_vendi_score(F, T, sigma_x=sigma, sigma_t=0.5)
-            row["cond_rke"] = scores.conditional_rke_score(F, T, sigma_x=sigma, sigma_t=0.5)
-            row["in_batch_sim"] = M.in_batch_similarity(F, clusters)
-            # Uncertainty of the gain over the first method, paired (same images drawn for every
-            # method): Cond-Vendi on random halves without replacement (a bootstrap with
-            # replacement duplicates images and biases a diversity score down), standard error
-            # at full size ~ sd(half) / sqrt(2), normal 95 % interval around the full-size gain.
-            if method == self.cfg.methods[0]:
-                halves = [np.random.default_rng(k).permutation(len(F))[: len(F) // 2] for k in range(n_boot)]
-            half = np.array([scores.conditional_vendi_score(F[h], T[h], sigma_x=sigma, sigma_t=0.5)
-                             for h in halves])
-            if method == self.cfg.methods[0]:
-                base_half, base_value = half, row["cond_vendi"]
-            row["cond_vendi_delta"] = row["cond_vendi"] - base_value
-            se = float(np.std(half - base_half, ddof=1)) / math.sqrt(2.0)
-            row["cond_vendi_delta_lo"] = row["cond_vendi_delta"] - 1.96 * se
-            row["cond_vendi_delta_hi"] = row["cond_vendi_delta"] + 1.96 * se
-            pred = extractor.predict(images)
-            if pred is not None and any(valid_sets):
-                row["prompt_fidelity"] = M.prompt_fidelity(pred, [v or tuple(range(10)) for v in valid_sets])
-                broad = [i for i, v in enumerate(valid_sets) if len(v) > 1]
-                if broad:
-                    spreads = []
-                    for pi in sorted({prompt_idx[i] for i in broad}):
-                        sel = prompt_idx == pi
-                        spreads.append(M.class_spread(pred[sel], self.cfg.prompts[pi]["valid"]))
-                    row["broad_spread"] = float(np.nanmean(spreads))
-            if real is not None:
-                row.update(M.prdc(real, F, k=3))
-                kid = M.kernel_inception_distance(real, F, subsets=20, subset_size=min(500, len(F)))
-                row["kid"] = kid["kid"]
+            row, per_method[method] = metrics.row(method, images, eta=self.method_scale(method))
             row["sec_per_sample"] = secs
             row["peak_rss_mb"] = manifest.get("peak_rss_mb", float("nan"))
             if "peak_gpu_mb" in manifest:
                 row["peak_gpu_mb"] = manifest["peak_gpu_mb"]
             results[method] = row
-            per_method[method] = dict(images=images, features=F, pred=pred)
         _write_metrics(self.out, results)
-        write_report(self.out, self.cfg, results, per_method, prompt_idx, sigma, real)
+        axes, matched = matched_fidelity(results, {m: per_method[m]["halves"] for m in per_method},
+                                         drop=match_drop, n=len(prompt_idx))
+        _atomic_json(self.out / "frontier.json", {"axes": axes, "drop": match_drop, "n": len(prompt_idx),
+                                                  "rows": matched})
+        write_report(self.out, self.cfg, results, per_method, prompt_idx, metrics.sigma, metrics.real,
+                     frontier=(axes, matched))
         return results
+
+    def method_cfg(self, method: str) -> float:
+        """The classifier-free guidance scale a method samples with (``cfg@w``: ``w``)."""
+        base, _, scale = method.partition("@")
+        return float(scale) if base == "cfg" else float(self.cfg.cfg)
+
+    def method_scale(self, method: str) -> Optional[float]:
+        """The guidance scale eta of a SPARKE / latent RKE / Vendi method, else None."""
+        if not method.partition("@")[0].startswith(("sparke", "rke", "vendi")):
+            return None
+        return float(make_callback(method, self.family, self.cfg.cfg, self.cfg.bank).scale)
 
 
 def _write_metrics(out: Path, results: Dict[str, dict]) -> None:
@@ -462,64 +495,36 @@ def _steps_per_call(pipe, steps: int) -> int:
     return len(sched.timesteps)
 
 
-# ------------------------------------------------------------------------ models and features
-def load_model(model: str, device=None, dtype=None):
-    """``digits`` (the shipped pipeline) or a local diffusers folder / hub id (needs weights)."""
-    from .utils import pick_device, pick_dtype
-    if model == "digits":
-        from .models import load_digits_pipeline
-        return load_digits_pipeline(device=device, dtype=dtype)
-    from diffusers import DiffusionPipeline
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
-    local = Path(model).expanduser()
-    if local.exists() and not (local / "model_index.json").exists():
-        raise FileNotFoundError(f"{local} is not a diffusers pipeline folder (no model_index.json)")
-    if not local.exists() and (model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1):
-        raise FileNotFoundError(f"model path {model} does not exist")
-    try:
-        pipe = DiffusionPipeline.from_pretrained(str(local) if local.exists() else model, torch_dtype=dt)
-    except OSError as exc:
-        raise FileNotFoundError(f"could not load model {model!r}: {exc}. Give a local diffusers folder, "
-                                "or a hub id whose weights are in your Hugging Face cache") from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(dev)
+# ------------------------------------------------------------------------ one call
+def run(model: str, prompts: List[PromptSpec], methods: List[str], out_dir, *, per_prompt: int = 8,
+        steps: int = 25, cfg: float = 7.0, seed: int = 0, batch_size: int = 16,
+        device: Optional[str] = None, dtype: Optional[str] = None, features: str = "auto",
+        bank: str = "exact", evaluate: bool = True, progress: bool = True,
+        backend: Optional[str] = None, sketch_sync: str = "rows") -> Optional[Dict[str, dict]]:
+    """A whole comparison on this process: what ``sparke-lab compare`` runs.
 
-
-class FeatureExtractor:
-    """Image features (and, for digits, predicted classes and reference features)."""
-
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], predict=None, reference=None):
-        self._fn, self._predict, self._reference = fn, predict, reference
-
-    def features(self, images_u8: np.ndarray) -> np.ndarray:
-        return np.asarray(self._fn(images_u8.astype(np.float32) / 255.0), dtype=np.float64)
-
-    def predict(self, images_u8: np.ndarray):
-        return None if self._predict is None else np.asarray(self._predict(images_u8.astype(np.float32) / 255.0))
-
-    def reference(self):
-        return None if self._reference is None else self._reference()
-
-
-def feature_extractor(model: str, spec: str = "auto") -> FeatureExtractor:
-    """``auto``: the digits judge for the digits model, else downsampled pixels;
-    ``pixels``; or ``module:function`` taking float images (n, H, W, C) in [0, 1] and
-    returning (n, d) features (plug in DINOv2/Inception/CLIP here)."""
-    if spec == "auto" and model == "digits":
-        from .models import digits_real_images, load_digits_judge
-        judge = load_digits_judge()
-        to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        return FeatureExtractor(lambda x: judge.features(to_nchw(x)), lambda x: judge.predict(to_nchw(x)),
-                                lambda: np.asarray(judge.features(digits_real_images("test")), dtype=np.float64))
-    if spec in ("auto", "pixels"):
-        def pixels(x):
-            t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
-            t = torch.nn.functional.interpolate(t, size=(32, 32), mode="area")
-            return t.reshape(len(t), -1).numpy()
-        return FeatureExtractor(pixels)
-    if ":" not in spec:
-        raise ValueError(f"unknown feature extractor {spec!r}: use auto, pixels or module:function")
-    import importlib
-    mod, fn = spec.split(":", 1)
-    return FeatureExtractor(getattr(importlib.import_module(mod), fn))
+    Joins the process group (a group of one outside ``torchrun``), generates every method's
+    samples resumably into ``out_dir`` (a round is ``batch_size`` samples on each process, so
+    a folder resumes on any process count that gives the same round size), leaves the group
+    once every rank has generated, then evaluates on rank 0 (metrics and the report).
+    Returns the metric rows on rank 0, ``{}`` there with ``evaluate=False``, None on the
+    other ranks.
+    """
+    from .distributed import init_distributed, shutdown
+    from .utils import pick_device
+    if per_prompt < 2 or steps < 1 or batch_size < 1:
+        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
+    group = init_distributed(backend, sketch_sync=sketch_sync)  # a group of one outside torchrun
+    device = device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
+    config = RunConfig(model=model, prompts=list(prompts), methods=list(methods), per_prompt=per_prompt,
+                       steps=steps, cfg=cfg, seed=seed, batch_size=batch_size * group.world_size,
+                       device=device, dtype=dtype or "auto", features=features, bank=bank)
+    comparison = ComparisonRun(config, Path(out_dir), progress=progress, group=group)
+    comparison.run(evaluate=False)
+    # leave the group only after every rank generated (on an error a rank exits at once and
+    # torchrun stops the others); rank 0 evaluates alone afterwards
+    group.barrier()
+    shutdown()
+    if not group.is_main:
+        return None
+    return comparison.evaluate() if evaluate else {}

@@ -94,7 +94,8 @@ def check_kernel(kernel: str) -> str:
     return kernel.lower()
 
 
-def _normalise_rows(X: torch.Tensor, name: str) -> torch.Tensor:
+def normalise_rows(X: torch.Tensor, name: str) -> torch.Tensor:
+    """Rows of ``X`` scaled to unit length (the cosine kernel's feature map); zero rows refused."""
     norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
     if bool((norms == 0).any()):
         raise ValueError(f"{name} has all-zero rows; the cosine kernel is undefined for them")
@@ -140,7 +141,7 @@ def _kernel_block(X: torch.Tensor, Y: torch.Tensor, kernel: str, sigma: float) -
 
 
 def _prepare(X: torch.Tensor, kernel: str, name: str) -> torch.Tensor:
-    return _normalise_rows(X, name) if kernel == "cosine" else X
+    return normalise_rows(X, name) if kernel == "cosine" else X
 
 
 def kernel_matrix(X: ArrayLike, Y: Optional[ArrayLike] = None, kernel: str = "gaussian",

@@ -137,3 +137,69 @@ def bootstrap_interval(values: Sequence[float] | np.ndarray, stat=np.mean, n_boo
     boots = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return float(stat(v)), float(lo), float(hi)
+
+
+# ------------------------------------------------------------- class distributions (digits)
+def class_distribution(predicted: Iterable[int], classes: Sequence[int]) -> np.ndarray:
+    """Shares of ``classes`` (in that order) among the predictions that fall in ``classes``.
+
+    Predictions outside ``classes`` (invalid digits, the judge's -1 "not a digit") do not
+    count; all-NaN when none is left. Used for the class-distribution metrics of broad
+    prompts (notebook 08_guided_generation_digits, the comparison report).
+    """
+    pred = np.asarray(list(predicted))
+    classes = list(classes)
+    if not classes:
+        raise ValueError("classes is empty")
+    counts = np.array([np.sum(pred == c) for c in classes], dtype=float)
+    if counts.sum() == 0:
+        return np.full(len(classes), np.nan)
+    return counts / counts.sum()
+
+
+def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
+    """Total-variation distance ``0.5 * sum_c |p_c - q_c|`` of two distributions (in [0, 1]).
+
+    Both must have the same length, be non-negative and sum to 1 (within 1e-6); NaN in ``p``
+    (no valid sample) gives NaN.
+    """
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    if p.shape != q.shape or p.ndim != 1:
+        raise ValueError(f"p and q must be 1-d of the same length, got {p.shape} and {q.shape}")
+    if np.isnan(p).any():
+        return float("nan")
+    for name, v in (("p", p), ("q", q)):
+        if np.isnan(v).any() or (v < 0).any() or abs(v.sum() - 1) > 1e-6:
+            raise ValueError(f"{name} must be a probability vector (non-negative, sum 1), got {v}")
+    return float(0.5 * np.abs(p - q).sum())
+
+
+def cluster_class_metrics(predicted: Iterable[int], valid: Sequence[int],
+                          caption_weights: Optional[Sequence[float]] = None) -> Dict[str, object]:
+    """Validity, spread and TV to the caption distribution of one broad prompt cluster.
+
+    ``predicted``: the judge's labels of the cluster's images (-1 = not a digit);
+    ``valid``: the cluster's valid digits; ``caption_weights``: the class distribution of
+    its training captions, aligned with ``valid`` (``Prompt.class_weights``). Returns
+    ``validity`` (share of valid images), ``spread`` (``1 / sum p_c^2`` over valid images,
+    the order-2 effective number of digits), ``tv`` (total variation between the valid
+    images' class distribution and the caption distribution; NaN without weights),
+    ``distribution`` (the shares, aligned with ``valid``) and ``n``. Definitions:
+    docs/guidance.md ("Evaluating guidance on the digits testbed").
+    """
+    pred = np.asarray(list(predicted))
+    if pred.size == 0:
+        raise ValueError("no predictions for this cluster")
+    p = class_distribution(pred, valid)
+    out: Dict[str, object] = {"n": int(pred.size),
+                              "validity": float(np.isin(pred, list(valid)).mean()),
+                              "spread": float(1.0 / np.sum(p ** 2)) if not np.isnan(p).any()
+                              else float("nan"),
+                              "distribution": p}
+    if caption_weights is not None:
+        if len(caption_weights) != len(valid):
+            raise ValueError(f"{len(caption_weights)} caption weights for {len(valid)} valid digits")
+        out["tv"] = total_variation(p, caption_weights)
+    else:
+        out["tv"] = float("nan")
+    return out

@@ -55,32 +55,96 @@ def plot_spectrum(spectra: Dict[str, np.ndarray] | np.ndarray, top: int = 30, ax
     return fig
 
 
-def plot_image_grid(images: np.ndarray, nrow: int = 8, titles: Optional[Sequence[str]] = None,
-                    ax=None, cmap: str = "gray", title: str = ""):
-    """Show images (B, H, W) or (B, H, W, C) or (B, C, H, W) in [0, 1] as one grid."""
-    import matplotlib.pyplot as plt
-    imgs = np.asarray(images, dtype=float)
+def image_stack(images) -> np.ndarray:
+    """Images (B, H, W), (B, H, W, C) or (B, C, H, W) (array or tensor) as a float array
+    (B, H, W) or (B, H, W, C): channels last, a single channel dropped."""
+    imgs = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
     if imgs.ndim == 4 and imgs.shape[1] in (1, 3) and imgs.shape[-1] not in (1, 3):
         imgs = imgs.transpose(0, 2, 3, 1)
     if imgs.ndim == 4 and imgs.shape[-1] == 1:
         imgs = imgs[..., 0]
+    return imgs
+
+
+def plot_image_rows(rows: Sequence[Sequence[np.ndarray]], figsize, row_labels: Optional[Sequence[str]] = None,
+                    cell_titles=None, title: str = "", cmap: str = "gray", vmin: float = 0.0,
+                    vmax: float = 1.0, frame: bool = False, bare: bool = False,
+                    interpolation: Optional[str] = None, label_size: float = 8,
+                    label_pad: Optional[float] = None, title_size=None, cell_title_kw=None,
+                    ncols: Optional[int] = None):
+    """The image-grid drawer of the library: ``rows[r]`` is a sequence of images (H, W) or
+    (H, W, C), drawn left to right (a shorter row leaves blank cells).
+
+    ``row_labels``: text left of each row; ``cell_titles[r][c]``: a title above a cell, a string
+    or ``(text, colour)`` (``cell_title_kw`` e.g. the font size); float images are clipped to
+    ``[vmin, vmax]``. ``frame`` keeps the axes' spines (as the style draws them), ``bare`` turns the axes off entirely
+    (no labels); ``ncols`` (default: the longest row) fixes the number of columns.
+    :func:`plot_image_grid`, :func:`plot_mode_gallery`, :func:`plot_prompt_grid`
+    and ``models.digits.save_digits_grid`` draw with it. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    ncols = ncols or max(1, max((len(r) for r in rows), default=1))
+    fig, axes = plt.subplots(len(rows), ncols, figsize=figsize, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            if bare:
+                ax.axis("off")
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                for sp in ax.spines.values():
+                    sp.set_visible(sp.get_visible() and frame)
+            if c >= len(row):
+                continue
+            im = np.asarray(row[c])
+            if im.ndim == 3 and im.shape[-1] == 1:
+                im = im[..., 0]
+            if np.issubdtype(im.dtype, np.floating):
+                im = np.clip(im, vmin, vmax)
+            ax.imshow(im, cmap=cmap, vmin=vmin, vmax=vmax, interpolation=interpolation)
+            label = None if cell_titles is None else cell_titles[r][c]
+            if label is not None:
+                text, color = label if isinstance(label, tuple) else (label, None)
+                kw = dict(cell_title_kw or {}, **({} if color is None else {"color": color}))
+                ax.set_title(str(text), **kw)
+        if row_labels is not None and not bare:
+            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center",
+                                  fontsize=label_size, labelpad=label_pad)
+    if title:
+        fig.suptitle(title, **({} if title_size is None else {"fontsize": title_size}))
+    return fig
+
+
+def plot_image_grid(images: np.ndarray, nrow: int = 8, titles: Optional[Sequence[str]] = None,
+                    cmap: str = "gray", title: str = ""):
+    """Show images (B, H, W) or (B, H, W, C) or (B, C, H, W) in [0, 1] as one grid of ``nrow``
+    images per row, optionally titled one by one. Its own figure (for a grid inside another
+    figure's axes: ``teaching.show_tiles``). Taught in: 04_kernel_eigenspectra."""
+    imgs = image_stack(images)
     b = len(imgs)
     ncol = min(nrow, b)
     nr = int(np.ceil(b / ncol))
-    if ax is None:
-        fig, axes = plt.subplots(nr, ncol, figsize=(1.1 * ncol, 1.1 * nr + (0.3 if title else 0)),
-                                 squeeze=False)
-    else:
-        raise ValueError("plot_image_grid draws its own figure; pass ax=None")
-    for k, a in enumerate(axes.flat):
-        a.axis("off")
-        if k < b:
-            a.imshow(np.clip(imgs[k], 0, 1), cmap=cmap, vmin=0, vmax=1)
-            if titles is not None:
-                a.set_title(str(titles[k]), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    rows = [list(imgs[i:i + ncol]) for i in range(0, b, ncol)]
+    cells = None if titles is None else [list(titles[i:i + ncol]) for i in range(0, b, ncol)]
+    return plot_image_rows(rows, (1.1 * ncol, 1.1 * nr + (0.3 if title else 0)), cell_titles=cells,
+                           title=title, cmap=cmap, bare=True, cell_title_kw=dict(fontsize=8))
+
+
+def plot_prompt_grid(images, prompt_idx, prompt_texts: Sequence[str], title: str = "",
+                     per_row: int = 8, max_prompts: int = 14, first=()):
+    """One row per prompt (at most ``max_prompts``, the prompt indices in ``first`` before the
+    others): its first ``per_row`` images (uint8 (n, H, W, C), in sample order), the prompt's
+    text on the left. The sample grids of the comparison report (same prompts and seeds for
+    every method; broad prompts first)."""
+    prompt_idx = np.asarray(prompt_idx)
+    present = sorted(set(prompt_idx.tolist()))
+    lead = [p for p in first if p in present]
+    shown = (lead + [p for p in present if p not in lead])[:max_prompts]
+    rows = [[images[i] for i in np.flatnonzero(prompt_idx == pi)[:per_row]] for pi in shown]
+    return plot_image_rows(rows, (per_row * 0.75 + 2.2, len(shown) * 0.78 + 0.4),
+                           row_labels=[prompt_texts[pi] for pi in shown], title=title,
+                           vmin=0, vmax=255, title_size=11, ncols=per_row)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -316,28 +380,19 @@ def plot_mode_gallery(images, modes, per_mode: int = 8, labels=None,
     [0, 1]. Row titles give the eigenvalue (the mode's weight) and, with ``labels``, the most
     common label among the shown images. Taught in: 04_kernel_eigenspectra.
     """
-    import matplotlib.pyplot as plt
     imgs = _to_numpy(images).astype(float)
-    r = len(modes)
-    fig, axes = plt.subplots(r, per_mode, figsize=(0.95 * per_mode + 1.6, 1.0 * r + 0.5),
-                             squeeze=False)
-    for i, mode in enumerate(modes):
+    rows, names = [], []
+    for mode in modes:
         idx = mode.top(per_mode)
-        for j, a in enumerate(axes[i]):
-            a.set_xticks([])
-            a.set_yticks([])
-            a.grid(False)
-            for sp in a.spines.values():
-                sp.set_visible(False)
-            if j < len(idx):
-                a.imshow(np.clip(imgs[idx[j]], 0, 1), cmap="gray_r", vmin=0, vmax=1)
+        rows.append([imgs[i] for i in idx])
         name = fr"mode {mode.rank + 1}" + "\n" + fr"$\lambda$={mode.weight:.3f}"
         if labels is not None:
             lab = np.asarray(labels)[idx]
             vals, counts = np.unique(lab, return_counts=True)
             name += f"\nlabel {vals[counts.argmax()]} ({counts.max()}/{len(idx)})"
-        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9, labelpad=8)
-    fig.suptitle(title)
+        names.append(name)
+    fig = plot_image_rows(rows, (0.95 * per_mode + 1.6, 1.0 * len(modes) + 0.5), row_labels=names,
+                          title=title, cmap="gray_r", label_size=9, label_pad=8, ncols=per_mode)
     fig.tight_layout()
     return fig
 
@@ -394,3 +449,79 @@ def plot_conditional_panel(X, T, sigma_x: float = 1.0, sigma_t: float = 1.0, gro
                        title=r"joint $K_X \circ K_T$" + f"\nCond-RKE(X|T) = {cond:.2f}")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- the comparison report
+def plot_map_by_method_and_prompt(Z, method_of, method_names: Sequence[str], prompt_of,
+                                  prompt_texts: Sequence[str]):
+    """A 2-D map of samples (e.g. UMAP of image features) twice: coloured by method
+    (``method_of[i]`` indexes ``method_names``) and by prompt (``prompt_of[i]`` indexes
+    ``prompt_texts``; the first 20 prompts in the legend). The comparison report's map."""
+    import matplotlib.pyplot as plt
+    Z, method_of, prompt_of = np.asarray(Z), np.asarray(method_of), np.asarray(prompt_of)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    for i, m in enumerate(method_names):
+        sel = method_of == i
+        axes[0].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, label=m)
+    axes[0].legend(markerscale=3, fontsize=8)
+    axes[0].set_title("coloured by method")
+    cmap = plt.get_cmap("tab20")
+    for j, pi in enumerate(sorted(set(prompt_of.tolist()))):
+        sel = prompt_of == pi
+        axes[1].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, color=cmap(j % 20),
+                        label=prompt_texts[pi][:28] if j < 20 else None)
+    axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[1].set_title("coloured by prompt")
+    for ax in axes:
+        ax.set_xlabel("UMAP 1"), ax.set_ylabel("UMAP 2")
+    return fig
+
+
+def plot_scale_curve(scales: Sequence[float], diversity: Sequence[float],
+                     fidelity: Optional[Sequence[float]] = None):
+    """Cond-Vendi over the SPARKE guidance scale and, on a second axis, prompt fidelity
+    (fractions, shown in %): the fidelity-diversity trade-off of the comparison report."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = list(scales)
+    ax.plot(xs, list(diversity), marker="o", label="Cond-Vendi")
+    ax.set_xlabel("SPARKE guidance scale η")
+    ax.set_ylabel("Cond-Vendi (diversity)")
+    if fidelity is not None:
+        ax2 = ax.twinx()
+        ax2.plot(xs, [100 * f for f in fidelity], marker="s", color="C1", label="prompt fidelity")
+        ax2.set_ylabel("prompt fidelity (%)", color="C1")
+        ax2.set_ylim(0, 102)
+        ax2.grid(False)
+    ax.set_title("fidelity–diversity trade-off")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def plot_frontiers(groups: Dict[str, Sequence], target: Optional[float] = None, ax=None,
+                   xlabel: str = "fidelity", ylabel: str = "diversity", references=()):
+    """Fidelity (x) against diversity (y) per method group: ``groups`` maps a name to
+    ``(x, y, label)`` points (its settings, ``none`` included), drawn as a line through the
+    points sorted by x; ``target`` draws the matched-fidelity line; ``references`` are extra
+    labelled points (e.g. a lower CFG). The comparison report's frontier figure (taught in
+    11_evaluating_diversity)."""
+    fig, ax = _new_ax(ax, figsize=(6.4, 4.4))
+    colors = categorical_colors(max(len(groups), 1))
+    for (name, pts), col in zip(groups.items(), colors):
+        pts = sorted([p for p in pts if np.isfinite(p[0]) and np.isfinite(p[1])], key=lambda p: p[0])
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=col, label=name, lw=1.5)
+    for x, y, label in references:
+        ax.scatter([x], [y], marker="*", s=120, color="k", zorder=5)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if target is not None:
+        ax.axvline(target, color="0.4", ls="--", lw=1)
+        ax.annotate("matched fidelity", (target, ax.get_ylim()[1]), textcoords="offset points",
+                    xytext=(-4, -12), ha="right", fontsize=8, color="0.3")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Fidelity-diversity frontiers")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+

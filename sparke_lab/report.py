@@ -1,5 +1,7 @@
 """The comparison report: one self-contained ``report.html`` (figures embedded) plus PNG files.
 
+The figures are drawn by :mod:`sparke_lab.plotting`; this module lays them out with the table.
+
 Sections: the metrics table (with intervals for the gain over the first method), image grids side by side, a UMAP map
 of image features coloured by method and by prompt, eigenspectra per method, mode galleries
 (the samples carrying the top eigenvectors) and the fidelity-diversity curve over the
@@ -28,8 +30,11 @@ COLUMNS = [
     ("vendi", "Vendi ↑", "diversity of all samples"),
     ("rke", "RKE ↑", ""),
     ("in_batch_sim", "in-batch sim ↓", "mean cosine within a prompt cluster"),
-    ("broad_spread", "spread ↑", "effective number of valid digits, broad prompts"),
+    ("broad_spread", "spread ↑", "effective number of valid digits, broad prompt clusters (order 2)"),
+    ("broad_tv", "TV to captions ↓", "total variation of a broad cluster's digits to its caption distribution"),
+    ("broad_validity", "broad valid ↑", "share of broad-prompt images that show a valid digit"),
     ("prompt_fidelity", "prompt fidelity ↑", "judge's digit is valid for the prompt"),
+    ("rejected", "rejected ↓", "share the judge rejects as not a digit"),
     ("precision", "precision ↑", "k=3"),
     ("recall", "recall ↑", "k=3"),
     ("density", "density ↑", ""),
@@ -73,38 +78,19 @@ def _img_tag(b64: str, alt: str, rel: str) -> str:
             f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>')
 
 
-def _grid_figure(images, prompt_idx, prompts, method, per_row=8, max_prompts=8):
-    import matplotlib.pyplot as plt
-    shown = sorted(set(prompt_idx.tolist()))[:max_prompts]
-    fig, axes = plt.subplots(len(shown), per_row, figsize=(per_row * 0.75 + 2.2, len(shown) * 0.78 + 0.4),
-                             squeeze=False)
-    for r, pi in enumerate(shown):
-        idx = np.flatnonzero(prompt_idx == pi)[:per_row]
-        for c in range(per_row):
-            ax = axes[r, c]
-            ax.set_xticks([]), ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if c < len(idx):
-                im = images[idx[c]]
-                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=255)
-        axes[r, 0].set_ylabel(prompts[pi]["prompt"], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(method, fontsize=11)
-    return fig
-
-
 def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str, dict],
-                 prompt_idx: np.ndarray, sigma: float, real) -> Path:
+                 prompt_idx: np.ndarray, sigma: float, real, frontier=None) -> Path:
     """Write figures under ``out/figures`` and the self-contained ``out/report.html``."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .plotting import plot_mode_gallery, plot_spectrum, use_style
+    from .plotting import (plot_map_by_method_and_prompt, plot_mode_gallery, plot_prompt_grid,
+                           plot_scale_curve, plot_spectrum, use_style)
     use_style()
     out = Path(out)
     figs = out / "figures"
     methods = list(results)
     prompts = cfg.prompts
+    texts = [p.prompt for p in prompts]
     parts: List[str] = []
 
     # metrics table
@@ -116,25 +102,33 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         cells = []
         for key, _, _ in cols:
             cell = f'<td data-key="{key}" data-value="{html.escape(fmt(r.get(key)))}">{html.escape(fmt(r.get(key)))}'
-            if key == "cond_vendi" and "cond_vendi_delta_lo" in r and m != methods[0]:
-                cell += (f'<br><small>Δ {r["cond_vendi_delta"]:+.3g} [{r["cond_vendi_delta_lo"]:+.3g}, '
-                         f'{r["cond_vendi_delta_hi"]:+.3g}]</small>')
+            if f"{key}_delta_lo" in r and m != methods[0]:
+                cell += (f'<br><small>Δ {r[f"{key}_delta"]:+.3g} [{r[f"{key}_delta_lo"]:+.3g}, '
+                         f'{r[f"{key}_delta_hi"]:+.3g}]</small>')
             cells.append(cell + "</td>")
         body.append(f'<tr data-method="{html.escape(m)}">' + "".join(cells) + "</tr>")
     parts.append("<h2>Metrics</h2><p>Diversity and fidelity per method on the same prompts and seeds. "
-                 f"Arrows show the better direction. Under Cond-Vendi: the difference Δ to {html.escape(methods[0])} "
-                 "with a 95 % interval (paired half-sample subsampling over images, same seeds for every "
-                 "method): an interval that contains 0 does not show a real gain. Image-feature bandwidth "
+                 f"Arrows show the better direction. Under Cond-Vendi and the broad-prompt columns: the "
+                 f"difference Δ to {html.escape(methods[0])} with a 95 % interval (paired half-sample "
+                 "subsampling over images, same seeds for every method): an interval that contains 0 does "
+                 "not show a real change. A method that breaks images can look more diverse: read "
+                 "diversity next to fidelity. Image-feature bandwidth "
                  f"σ = {sigma:.3g} (median heuristic).</p>"
                  f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    parts.append(_frontier_section(results, frontier, figs))
+    parts.append(_cluster_table(methods, per_method))
 
     # image grids
     tags = []
     for m in methods:
-        b64 = _png(_grid_figure(per_method[m]["images"], prompt_idx, prompts, m), figs / f"grid_{_safe(m)}.png")
+        broad_first = [i for i, p in enumerate(prompts) if len(getattr(p, "valid", ())) > 1]
+        b64 = _png(plot_prompt_grid(per_method[m]["images"], prompt_idx, texts, title=m, first=broad_first),
+                   figs / f"grid_{_safe(m)}.png")
         tags.append(_img_tag(b64, f"samples: {m}", f"figures/grid_{_safe(m)}.png"))
-    parts.append('<h2>Samples</h2><p>Same prompts (rows) and seeds (columns) for every method.</p>'
+    parts.append('<h2>Samples</h2><p>Same prompts (rows) and seeds (columns) for every method; broad '
+                 'prompts first.</p>'
                  f'<div class="row">{"".join(tags)}</div>')
+    parts.append(_rejected_gallery(methods, per_method, prompt_idx, texts, figs))
 
     # UMAP
     try:
@@ -143,22 +137,7 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
         lab_m = np.concatenate([[i] * len(per_method[m]["features"]) for i, m in enumerate(methods)])
         lab_p = np.concatenate([prompt_idx for _ in methods])
         Z = umap_embed(F, random_state=0)
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-        for i, m in enumerate(methods):
-            sel = lab_m == i
-            axes[0].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, label=m)
-        axes[0].legend(markerscale=3, fontsize=8)
-        axes[0].set_title("coloured by method")
-        cmap = plt.get_cmap("tab20")
-        for j, pi in enumerate(sorted(set(lab_p.tolist()))):
-            sel = lab_p == pi
-            axes[1].scatter(Z[sel, 0], Z[sel, 1], s=6, alpha=0.6, color=cmap(j % 20),
-                            label=prompts[pi]["prompt"][:28] if j < 20 else None)
-        axes[1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        axes[1].set_title("coloured by prompt")
-        for ax in axes:
-            ax.set_xlabel("UMAP 1"), ax.set_ylabel("UMAP 2")
-        b64 = _png(fig, figs / "umap.png")
+        b64 = _png(plot_map_by_method_and_prompt(Z, lab_m, methods, lab_p, texts), figs / "umap.png")
         parts.append("<h2>UMAP of image features</h2><p>Distances in a UMAP picture are not the kernel "
                      "distances the scores use; read it as a map, and the table as the measurement.</p>"
                      + _img_tag(b64, "UMAP of image features", "figures/umap.png"))
@@ -187,19 +166,8 @@ def write_report(out: Path, cfg, results: Dict[str, dict], per_method: Dict[str,
     # fidelity-diversity over the guidance scale
     curve = _scale_curve(results)
     if len(curve) >= 2:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [s for s, _ in curve]
-        ax.plot(xs, [r.get("cond_vendi") for _, r in curve], marker="o", label="Cond-Vendi")
-        ax.set_xlabel("SPARKE guidance scale η")
-        ax.set_ylabel("Cond-Vendi (diversity)")
-        if all("prompt_fidelity" in r for _, r in curve):
-            ax2 = ax.twinx()
-            ax2.plot(xs, [100 * r["prompt_fidelity"] for _, r in curve], marker="s", color="C1", label="prompt fidelity")
-            ax2.set_ylabel("prompt fidelity (%)", color="C1")
-            ax2.set_ylim(0, 102)
-            ax2.grid(False)
-        ax.set_title("fidelity–diversity trade-off")
-        ax.legend(loc="upper left")
+        fidelity = [r["prompt_fidelity"] for _, r in curve] if all("prompt_fidelity" in r for _, r in curve) else None
+        fig = plot_scale_curve([s for s, _ in curve], [r.get("cond_vendi") for _, r in curve], fidelity)
         parts.append("<h2>Fidelity–diversity over the scale</h2>"
                      + _img_tag(_png(fig, figs / "scale_curve.png"), "trade-off over the guidance scale",
                                 "figures/scale_curve.png"))
@@ -235,6 +203,97 @@ Methods: {html.escape(", ".join(methods))}.</p>
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def _frontier_section(results: Dict[str, dict], frontier, figs: Path) -> str:
+    """Fidelity-diversity frontiers of the method groups and the matched-fidelity table."""
+    from .evaluation import method_groups
+    from .plotting import plot_frontiers
+    axes, rows = frontier if frontier else (None, [])
+    groups = method_groups(list(results))
+    if not axes or not rows or max(len(g) for g in groups.values()) < 3:
+        return ("<h2>Matched fidelity</h2><p>Run methods at several strengths (<code>--sweep</code>, or "
+                "e.g. <code>sparke@0.05,sparke@0.1,sparke@0.2</code>, with <code>none</code>) to compare "
+                "them along their fidelity-diversity frontiers: a method that breaks more images looks "
+                "more diverse at one strength.</p>")
+    fk, dk = axes
+    target = rows[0]["target"]
+    fig = plot_frontiers({g: [(results[m][fk], results[m][dk], m) for m in ms] for g, ms in groups.items()},
+                         target=target, xlabel=fk.replace("_", " "), ylabel=dk.replace("_", " "),
+                         references=[(results[m][fk], results[m][dk], m) for m in results
+                                     if m.partition("@")[0] == "cfg"])
+    has_rec = any("recovered" in r for r in rows)
+    head = ("<th>method</th><th>settings</th><th>" + html.escape(dk) + " at matched fidelity ↑</th>"
+            "<th>gain over none [95 %]</th>" + ("<th>lost diversity recovered [95 %]</th>" if has_rec else ""))
+    body = []
+    for r in rows:
+        gain = f'{fmt(r["gain"])} [{fmt(r["gain_lo"])}, {fmt(r["gain_hi"])}]'
+        cells = (f'<td>{html.escape(r["method"])}</td><td>{r["settings"]}</td><td data-key="matched">'
+                 f'{fmt(r["matched"])}</td><td>{gain}</td>')
+        if has_rec:
+            rec = r.get("recovered", float("nan"))
+            cells += (f'<td>{fmt(rec)} [{fmt(r.get("recovered_lo"))}, {fmt(r.get("recovered_hi"))}]</td>')
+        body.append(f'<tr data-group="{html.escape(r["method"])}">{cells}</tr>')
+    ref = next((r["reference"] for r in rows if "reference" in r), None)
+    text = (f"<h2>Matched fidelity</h2><p>Each method's {html.escape(dk)} where its frontier (its "
+            f"settings and <code>none</code>, Pareto front, linear interpolation) reaches {html.escape(fk)} "
+            f"= {target:.3f}, the unguided value minus {results['none'][fk] - target:.2g}. Intervals: "
+            "paired half-samples, the frontier re-interpolated on each half. – : no setting reaches "
+            "the target.")
+    if ref:
+        text += (f" Recovered: the share of the diversity lost between {html.escape(ref)} and the run's CFG "
+                 f"that the method wins back at matched fidelity.")
+    text += "</p>"
+    return (text + _img_tag(_png(fig, figs / "frontiers.png"), "fidelity-diversity frontiers",
+                            "figures/frontiers.png")
+            + f'<table id="matched"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _cluster_table(methods: List[str], per_method: Dict[str, dict]) -> str:
+    """Per broad prompt cluster and method: validity, spread over the valid digits and TV of
+    the digit distribution to the caption distribution (with the distribution itself)."""
+    clusters = sorted({c for m in methods for c in (per_method[m].get("clusters") or {})})
+    if not clusters:
+        return ""
+    head = "<th>cluster</th><th>method</th><th>n</th><th>valid ↑</th><th>spread ↑</th><th>TV ↓</th><th>digit shares (valid images)</th>"
+    body = []
+    for c in clusters:
+        for m in methods:
+            r = (per_method[m].get("clusters") or {}).get(c)
+            if r is None:
+                continue
+            dist = " ".join(f"{d}:{p:.2f}" for d, p in zip(r["valid"], r["distribution"]) if p == p)
+            body.append(f'<tr data-cluster="{c}" data-method="{html.escape(m)}"><td>{c} ({html.escape(r.get("label", ""))})</td><td>{html.escape(m)}</td>'
+                        f'<td>{r["n"]}</td><td>{fmt(r["validity"])}</td><td>{fmt(r["spread"])}</td>'
+                        f'<td>{fmt(r["tv"])}</td><td><small>{html.escape(dist)}</small></td></tr>')
+    return ("<h2>Broad prompt clusters</h2><p>Each broad cluster pools its phrasings. Spread: the "
+            "effective number of valid digits, 1/Σp²; TV: total variation between the valid images' "
+            "digit distribution and the class distribution of the cluster's training captions (the "
+            "collapse under CFG raises it).</p>"
+            f'<table id="clusters"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _rejected_gallery(methods: List[str], per_method: Dict[str, dict], prompt_idx, texts,
+                      figs: Path, per_method_max: int = 16) -> str:
+    """The samples the judge rejects as "not a digit" (label -1), per method."""
+    from .plotting import plot_image_rows
+    rows, labels, counts = [], [], []
+    for m in methods:
+        pred = per_method[m].get("pred")
+        if pred is None:
+            return ""
+        rej = np.flatnonzero(np.asarray(pred) == -1)
+        counts.append(f"{html.escape(m)}: {len(rej)}")
+        if len(rej):
+            rows.append([per_method[m]["images"][i] for i in rej[:per_method_max]])
+            labels.append(f"{m} ({len(rej)})")
+    text = ("<h2>Rejected samples</h2><p>Images the judge does not accept as a digit (they count as "
+            "invalid in every fidelity figure). Rejected per method: " + ", ".join(counts) + ".</p>")
+    if not rows:
+        return text
+    fig = plot_image_rows(rows, (per_method_max * 0.75 + 2.2, len(rows) * 0.78 + 0.4), row_labels=labels,
+                          title="rejected by the judge", vmin=0, vmax=255, title_size=11, ncols=per_method_max)
+    return text + _img_tag(_png(fig, figs / "rejected.png"), "samples rejected by the judge", "figures/rejected.png")
 
 
 def _safe(name: str) -> str:

@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import torch
 
-from .kernels import as_features, check_kernel, check_sigma, _normalise_rows
+from .kernels import as_features, check_kernel, check_sigma, normalise_rows
 
 
 def _gaussian_frequencies(dim: int, m: int, seed: int, orthogonal: bool) -> torch.Tensor:
@@ -89,7 +89,7 @@ class FourierFeatures:
             raise ValueError(f"feature map built for dimension {self.dim}, got inputs of "
                              f"dimension {X.shape[-1]}")
         if self.kernel == "cosine":
-            return _normalise_rows(X.to(self.dtype), "X")
+            return normalise_rows(X.to(self.dtype), "X")
         omega = self.omega if self.omega.device == X.device else self.omega.to(X.device)
         proj = X.to(self.dtype) @ omega
         scale = 1.0 / math.sqrt(self.n_features)

@@ -48,7 +48,8 @@ def check_order(order: float) -> float:
     return a
 
 
-def _check_method(method: str) -> str:
+def check_method(method: str) -> str:
+    """``method`` if it is one of :data:`METHODS` ("exact", "rff"), else a ValueError."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     return method
@@ -63,7 +64,8 @@ def _pair(X: ArrayLike, T: ArrayLike):
     return Xt, Tt
 
 
-def _sigma_for(kernel: str, sigma: float, name: str = "sigma") -> float:
+def kernel_sigma(kernel: str, sigma: float, name: str = "sigma") -> float:
+    """The checked bandwidth of a Gaussian kernel; 1.0 for the cosine kernel (no bandwidth)."""
     return check_sigma(sigma, name) if kernel == "gaussian" else 1.0
 
 
@@ -132,7 +134,8 @@ def _exact_eigenvalues(K: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(K.double() / n).flip(0)
 
 
-def _guard_exact(n: int, what: str) -> None:
+def check_exact_size(n: int, what: str) -> None:
+    """Refuse an exact n x n eigendecomposition above ``MAX_EXACT_EIGEN_N`` samples."""
     if n > MAX_EXACT_EIGEN_N:
         raise ValueError(f"{what} with method='exact' needs an n x n eigendecomposition "
                          f"(n = {n} > {MAX_EXACT_EIGEN_N}); use method='rff' for large n")
@@ -148,9 +151,9 @@ def kernel_eigenvalues(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.
     ``rff``: eigenvalues of the 2m x 2m feature covariance (FKEA), linear in n.
     Taught in: 02_renyi_kernel_entropy and 04_kernel_eigenspectra.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     Xt = as_features(X, "X", min_rows=1)
-    sigma = _sigma_for(kernel, sigma)
+    sigma = kernel_sigma(kernel, sigma)
     n, d = Xt.shape
     if kernel == "cosine" and (method == "rff" or d < n):
         fm = FourierFeatures(d, "cosine", dtype=torch.float64)
@@ -158,7 +161,7 @@ def kernel_eigenvalues(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.
     if method == "rff":
         fm = FourierFeatures(d, kernel, sigma, n_features, seed, device=Xt.device)
         return _covariance_eigenvalues(fm, Xt).cpu().numpy()
-    _guard_exact(n, "kernel_eigenvalues")
+    check_exact_size(n, "kernel_eigenvalues")
     return _exact_eigenvalues(kernel_matrix(Xt, kernel=kernel, sigma=sigma)).cpu().numpy()
 
 
@@ -170,15 +173,15 @@ def joint_kernel_eigenvalues(X: ArrayLike, T: ArrayLike, sigma_x: float = 1.0, s
 
     Taught in: 03_conditional_entropy.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     kernel_t = check_kernel(kernel_t or kernel)
     Xt, Tt = _pair(X, T)
-    sx, st = _sigma_for(kernel, sigma_x, "sigma_x"), _sigma_for(kernel_t, sigma_t, "sigma_t")
+    sx, st = kernel_sigma(kernel, sigma_x, "sigma_x"), kernel_sigma(kernel_t, sigma_t, "sigma_t")
     if method == "rff":
         phi = joint_feature_map(Xt.shape[1], Tt.shape[1], kernel, sx, st, kernel_t,
                                 n_features, seed, device=Xt.device)
         return _covariance_eigenvalues(phi, Xt, Tt).cpu().numpy()
-    _guard_exact(Xt.shape[0], "joint_kernel_eigenvalues")
+    check_exact_size(Xt.shape[0], "joint_kernel_eigenvalues")
     K = kernel_matrix(Xt, kernel=kernel, sigma=sx).double() * \
         kernel_matrix(Tt, kernel=kernel_t, sigma=st).double()
     return _exact_eigenvalues(K).cpu().numpy()
@@ -254,9 +257,9 @@ def rke_score(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.0, method
     estimate of the Frobenius norm; ``n_features`` frequencies, ``seed``).
     Taught in: 02_renyi_kernel_entropy; scaling in 06_scaling_from_n3_to_n.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     Xt = as_features(X, "X", min_rows=2)
-    sigma = _sigma_for(kernel, sigma)
+    sigma = kernel_sigma(kernel, sigma)
     return 1.0 / _mean_squared_kernel(Xt, kernel, sigma, method=method,
                                       n_features=n_features, seed=seed)
 
@@ -273,10 +276,10 @@ def conditional_rke_score(X: ArrayLike, T: ArrayLike, sigma_x: float = 1.0, sigm
     apart. Not always <= RKE(X) (order 2 is not subadditive).
     Taught in: 03_conditional_entropy.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     kernel_t = check_kernel(kernel_t or kernel)
     Xt, Tt = _pair(X, T)
-    sx, st = _sigma_for(kernel, sigma_x, "sigma_x"), _sigma_for(kernel_t, sigma_t, "sigma_t")
+    sx, st = kernel_sigma(kernel, sigma_x, "sigma_x"), kernel_sigma(kernel_t, sigma_t, "sigma_t")
     joint = _mean_squared_kernel(Xt, kernel, sx, Tt, kernel_t, st, method, n_features, seed)
     prompts = _mean_squared_kernel(Tt, kernel_t, st, method=method, n_features=n_features, seed=seed + 7)
     return max(prompts / joint, 1.0) if method == "rff" else prompts / joint
@@ -342,16 +345,16 @@ def rrke(X: ArrayLike, Y: ArrayLike, kernel: str = "gaussian", sigma: float = 1.
     n x m cross-kernel; ``rff`` the nuclear norm of ``C_X^{1/2} C_Y^{1/2}`` (linear in n + m).
     Taught in: 06_scaling_from_n3_to_n (exercise) and the metrics of the comparison report.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     Xt = as_features(X, "X", min_rows=1)
     Yt = as_features(Y, "Y", min_rows=1, device=Xt.device)
     if Xt.shape[1] != Yt.shape[1]:
         raise ValueError(f"X and Y must have the same number of features, got "
                          f"{Xt.shape[1]} and {Yt.shape[1]}")
-    sigma = _sigma_for(kernel, sigma)
+    sigma = kernel_sigma(kernel, sigma)
     n, m = Xt.shape[0], Yt.shape[0]
     if method == "exact" and kernel == "gaussian":
-        _guard_exact(min(n, m), "rrke")
+        check_exact_size(min(n, m), "rrke")
         K = kernel_matrix(Xt, Yt, kernel=kernel, sigma=sigma).double() / math.sqrt(n * m)
         nuc = float(torch.linalg.svdvals(K).sum())
     else:

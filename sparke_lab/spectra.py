@@ -18,7 +18,7 @@ import torch
 
 from .kernels import ArrayLike, as_features, check_kernel, kernel_matrix
 from .rff import FourierFeatures
-from .scores import (DEFAULT_N_FEATURES, _check_method, _guard_exact, _sigma_for,
+from .scores import (DEFAULT_N_FEATURES, check_method, check_exact_size, kernel_sigma,
                      feature_covariance)
 
 
@@ -70,14 +70,14 @@ def kernel_spectrum(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.0,
     exact: O(n^3) eigendecomposition; rff: 2m x 2m eigenproblem plus ``Phi v`` (linear in n).
     Taught in: 04_kernel_eigenspectra.
     """
-    kernel, method = check_kernel(kernel), _check_method(method)
+    kernel, method = check_kernel(kernel), check_method(method)
     Xt = as_features(X, "X", min_rows=2)
-    sigma = _sigma_for(kernel, sigma)
+    sigma = kernel_sigma(kernel, sigma)
     n = Xt.shape[0]
     if top_k is not None and int(top_k) < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     if method == "exact":
-        _guard_exact(n, "kernel_spectrum")
+        check_exact_size(n, "kernel_spectrum")
         w, V = torch.linalg.eigh(kernel_matrix(Xt, kernel=kernel, sigma=sigma).double() / n)
         w, V = w.flip(0), V.flip(1)
         k = n if top_k is None else min(int(top_k), n)

@@ -5,7 +5,7 @@
 * :data:`DIGIT_PROMPTS`, :func:`digit_prompt_features`, :func:`prompted_digits`: a toy
   "prompt -> image" data set built from real handwritten digits, with prompt features whose
   similarity reflects meaning (prompts that allow the same digits are close), 03 and 05.
-* :func:`toy_mode_tv`, :class:`toy_cads`, :func:`rke_guidance_field`, :func:`plot_toy_methods`,
+* :func:`toy_mode_tv`, :func:`rke_guidance_field`, :func:`plot_toy_methods`,
   :func:`toy_guided_panel`, :func:`toy_guidance_explorer`: guided sampling on the 2-D toy, 07.
 * :func:`tile_images`, :func:`show_tiles`: image grids inside one axes, 08-10.
 * :func:`write_demo_image_folder`, :func:`load_image_folder`, :func:`downsampled_pixels`:
@@ -159,70 +159,6 @@ def toy_mode_tv(mixture, points, labels) -> np.ndarray:
     return 0.5 * np.abs(W - np.asarray(mixture.weights)[None]).sum(1)
 
 
-class _ToyCADSEmbedding:
-    """CADS on the toy's class embedding: the embedding of a real class is annealed with noise
-    as CADS anneals a prompt embedding; the null class of CFG stays clean."""
-
-    def __init__(self, emb, cads, null: int):
-        import torch
-        self.emb, self.cads, self.null = emb, cads, int(null)
-        self.s = 1.0
-        self.gen = torch.Generator().manual_seed(int(getattr(cads, "seed", 0)))
-
-    def __call__(self, labels):
-        import math as _m
-        import torch
-        y = self.emb(labels)
-        g = self.cads.gamma(self.s)
-        if g >= 1.0:
-            return y
-        eps = torch.randn(y.shape, generator=self.gen).to(y)
-        noisy = _m.sqrt(g) * y + self.cads.noise_scale * _m.sqrt(1 - g) * eps
-        mu, sd = y.mean(1, keepdim=True), y.std(1, keepdim=True)
-        resc = (noisy - noisy.mean(1, keepdim=True)) / noisy.std(1, keepdim=True) * sd + mu
-        noisy = self.cads.rescale * resc + (1 - self.cads.rescale) * noisy
-        return torch.where((labels == self.null)[:, None], y, noisy)
-
-
-class _ToyCADSClock:
-    tensor_inputs = ["latents"]
-
-    def __init__(self, wrapper):
-        self.w = wrapper
-
-    def __call__(self, pipe, i, t, kw):
-        self.w.s = 1.0 - (i + 1) / pipe.num_timesteps     # normalised time of the next step
-        return kw
-
-
-class toy_cads:
-    """Context manager: CADS (condition annealing) on the 2-D toy, yielding the callback to pass
-    to ``generate``. The toy sampler reads no prompt embedding back, so CADS is applied to the
-    model's class embedding (swapped in, restored on exit). ``cads``: a
-    :class:`sparke_lab.guidance.CADS` for its schedule (default ``CADS()``: .6/.9/.25).
-    Taught in: 07_guided_sampling_2d (same recipe as ``benchmarks/guidance_experiments.py``).
-    """
-
-    def __init__(self, model, cads=None):
-        from .guidance import CADS
-        self.model, self.cads = model, cads if cads is not None else CADS()
-
-    def __enter__(self):
-        import torch
-        self._orig = self.model.class_emb
-        wrapper = _ToyCADSEmbedding(self._orig, self.cads, self.model.null_class)
-
-        class _Mod(torch.nn.Module):
-            def forward(self_inner, labels):
-                return wrapper(labels)
-        self.model.class_emb = _Mod()
-        return _ToyCADSClock(wrapper)
-
-    def __exit__(self, *exc):
-        self.model.class_emb = self._orig
-        return False
-
-
 def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: int,
                        sigma_image: float = 1.0, sigma_text: float = 0.3,
                        lim: float = 3.0, n: int = 21, conditional: bool = True):
@@ -236,6 +172,7 @@ def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: i
     """
     import torch
     from .guidance import MemoryBank
+    from .guidance.objectives import bank_loss_grad
     Xb = torch.as_tensor(np.asarray(bank_points, dtype=np.float32))
     eye = torch.eye(int(n_classes))
     Tb = eye[torch.as_tensor(np.asarray(bank_classes, dtype=np.int64))]
@@ -244,8 +181,8 @@ def rke_guidance_field(bank_points, bank_classes, query_class: int, n_classes: i
     gx, gy = np.meshgrid(xs, xs)
     F = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))
     Tq = eye[int(query_class)].expand(len(F), -1).contiguous() if conditional else None
-    loss, grad = bank.loss_and_grad(F, Tq, kernel="gaussian", sigma=float(sigma_image),
-                                    kernel_t="gaussian", sigma_t=float(sigma_text))
+    loss, grad = bank_loss_grad(bank, F, Tq, kernel="gaussian", sigma=float(sigma_image),
+                                kernel_t="gaussian", sigma_t=float(sigma_text))
     U, V = (-grad).numpy().T
     return gx, gy, U.reshape(gx.shape), V.reshape(gx.shape), loss.numpy().reshape(gx.shape)
 
@@ -300,10 +237,11 @@ def plot_toy_methods(results: Dict[str, np.ndarray], labels, mixture, cols: int 
     return fig
 
 
-def toy_guided_panel(model, labels, scale: float = 1.0, sigma: float = 1.0, cfg: float = 3.0,
+def toy_guided_panel(pipe, labels, scale: float = 1.0, sigma: float = 1.0, cfg: float = 3.0,
                      num_steps: int = 50, batch_size: int = 50, seed: int = 0):
-    """Sample the 2-D toy at CFG ``cfg`` without and with SPARKE (recommended toy settings with
-    ``scale`` and ``sigma_image=sigma``) and draw both with :func:`plot_toy_methods`.
+    """Sample the 2-D toy (a :class:`sparke_lab.models.ToyPipeline`) at CFG ``cfg`` without and
+    with SPARKE (recommended toy settings with ``scale`` and ``sigma_image=sigma``) and draw
+    both with :func:`plot_toy_methods`.
     The drawing function of :func:`toy_guidance_explorer`. Taught in: 07_guided_sampling_2d.
     """
     import torch
@@ -313,25 +251,25 @@ def toy_guided_panel(model, labels, scale: float = 1.0, sigma: float = 1.0, cfg:
                      (f"SPARKE scale {scale:.3g}, σ {sigma:.3g}",
                       SparkeGuidance.recommended("toy2d", scale=float(scale), sigma_image=float(sigma))
                       if scale > 0 else None)]:
-        out[name] = generate(model, labels, cb, batch_size=batch_size, num_inference_steps=num_steps,
+        out[name] = generate(pipe, labels, cb, batch_size=batch_size, num_inference_steps=num_steps,
                              guidance_scale=cfg, generator=torch.Generator().manual_seed(seed),
                              progress=False)
-    return plot_toy_methods(out, labels, model.mixture, cols=2)
+    return plot_toy_methods(out, labels, pipe.mixture, cols=2)
 
 
-def toy_guidance_explorer(model, labels, scale: float = 1.0, sigma: float = 1.0, **fixed):
+def toy_guidance_explorer(pipe, labels, scale: float = 1.0, sigma: float = 1.0, **fixed):
     """Sliders for SPARKE's scale and image bandwidth sigma over :func:`toy_guided_panel`
     (a :class:`sparke_lab.widgets.LiveFigure`, drawn once at the defaults).
     Taught in: 07_guided_sampling_2d.
     """
     from ._extras import require_extra
-    from .widgets import LiveFigure, _sigma_slider
+    from .widgets import LiveFigure, sigma_slider
     W = require_extra("ipywidgets", "lab", "the notebook widgets")
     scale_w = W.FloatSlider(value=scale, min=0.0, max=4.0, step=0.25, description="scale",
                             continuous_update=False)
     return LiveFigure(toy_guided_panel, {"scale": scale_w,
-                                         "sigma": _sigma_slider(sigma, 0.1, 5.0)},
-                      model=model, labels=labels, **fixed)
+                                         "sigma": sigma_slider(sigma, 0.1, 5.0)},
+                      pipe=pipe, labels=labels, **fixed)
 
 
 # ------------------------------------------------------- your own images (10)
@@ -403,11 +341,8 @@ def tile_images(images, nrow: int = 8, pad: int = 1, value: float = 0.5) -> np.n
     ``ax.imshow`` next to other panels (``plotting.plot_image_grid`` makes its own figure).
     Taught in: 08_guided_generation_digits, 09_stable_diffusion_on_gpu, 10_evaluate_your_own_model.
     """
-    imgs = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
-    if imgs.ndim == 4 and imgs.shape[1] in (1, 3) and imgs.shape[-1] not in (1, 3):
-        imgs = imgs.transpose(0, 2, 3, 1)
-    if imgs.ndim == 4 and imgs.shape[-1] == 1:
-        imgs = imgs[..., 0]
+    from .plotting import image_stack
+    imgs = image_stack(images)
     if imgs.ndim not in (3, 4) or len(imgs) == 0:
         raise ValueError(f"expected a non-empty stack of images, got shape {imgs.shape}")
     B, H, W = imgs.shape[:3]

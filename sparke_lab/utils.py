@@ -1,13 +1,14 @@
-"""Small shared helpers: device and dtype choice, seeding, input validation.
+"""Small shared helpers: device and dtype choice, seeding, input validation, plain-text tables.
 
 Taught in: notebooks 01 (devices and seeds are set in every parameter cell).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
@@ -80,3 +81,37 @@ def set_seed(seed: int) -> None:
 def make_generator(seed: int, device: DeviceLike = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (pipelines take these)."""
     return torch.Generator(device=pick_device(device)).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]):
+    """Temporarily set torch's intra-op thread count (``None``: leave it unchanged).
+
+    Tiny models (the 2-D toy MLP) run fastest on one thread, and on a small shared CPU extra
+    threads that spin-wait make them many times slower.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def format_table(rows: List[dict], columns: List[str], floatfmt: str = "{:.3f}") -> str:
+    """A plain-text table with right-aligned numbers (the CLI's tables)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return floatfmt.format(v)
+        return str(v)
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+              for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths)))
+    out = [line, "-" * len(line)]
+    for row in cells:
+        out.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    return "\n".join(out)

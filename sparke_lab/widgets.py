@@ -71,7 +71,8 @@ class LiveFigure:
         self._handle = display(self.figure, display_id=True)
 
 
-def _sigma_slider(value: float, lo: float, hi: float, description: str = "σ") -> "object":
+def sigma_slider(value: float, lo: float, hi: float, description: str = "σ") -> "object":
+    """A log-scale slider for a kernel bandwidth between ``lo`` and ``hi``."""
     W = require_extra("ipywidgets", "lab", "the notebook widgets")
     return W.FloatLogSlider(value=value, base=10, min=float(np.log10(lo)), max=float(np.log10(hi)),
                             step=0.05, description=description, continuous_update=False,
@@ -82,7 +83,7 @@ def kernel_explorer(X, labels=None, sigma: float = 1.0, sigma_range=(0.05, 50.0)
     """A bandwidth slider over :func:`sparke_lab.plotting.plot_kernel_panel`
     (data, sorted kernel matrix, eigenvalues of K/n). Taught in: 01_kernels_and_similarity.
     """
-    return LiveFigure(plotting.plot_kernel_panel, {"sigma": _sigma_slider(sigma, *sigma_range)},
+    return LiveFigure(plotting.plot_kernel_panel, {"sigma": sigma_slider(sigma, *sigma_range)},
                       X=X, labels=labels)
 
 
@@ -96,7 +97,7 @@ def spectrum_explorer(X, labels=None, sigma: float = 1.0, alpha: float = 2.0,
     alpha_w = W.FloatSlider(value=alpha, min=0.25, max=8.0, step=0.25, description="α",
                             continuous_update=False)
     return LiveFigure(plotting.plot_spectrum_and_score,
-                      {"sigma": _sigma_slider(sigma, *sigma_range), "alpha": alpha_w},
+                      {"sigma": sigma_slider(sigma, *sigma_range), "alpha": alpha_w},
                       X=X, labels=labels, true_modes=true_modes)
 
 
@@ -108,6 +109,6 @@ def conditional_explorer(X, T, sigma_x: float = 1.0, sigma_t: float = 1.0, group
     Taught in: 03_conditional_entropy.
     """
     return LiveFigure(plotting.plot_conditional_panel,
-                      {"sigma_x": _sigma_slider(sigma_x, *sigma_range, description="σ_x"),
-                       "sigma_t": _sigma_slider(sigma_t, *sigma_range, description="σ_t")},
+                      {"sigma_x": sigma_slider(sigma_x, *sigma_range, description="σ_x"),
+                       "sigma_t": sigma_slider(sigma_t, *sigma_range, description="σ_t")},
                       X=X, T=T, groups=groups)

@@ -19,7 +19,7 @@ from sparke_lab import course
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(course.ASSIGNMENTS)
 #: written questions (graded by hand): no tests, so never in the autograder's scores
-MANUAL = {"a1_rke_and_vendi": {"q5"}, "a2_conditional_rke_gradient": {"q2"},
+MANUAL = {"a1_rke_and_vendi": {"q5", "q6"}, "a2_conditional_rke_gradient": {"q2"},
           "a3_toy_guidance_study": {"q3"}}
 
 

@@ -97,6 +97,18 @@ def test_other_configuration_is_refused(tmp_path, pipe):
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
+def test_config_json_keeps_its_keys(tmp_path, pipe):
+    """RunConfig holds PromptSpecs; config.json keeps the JSON it always had (old folders resume)."""
+    specs = [E.PromptSpec("an odd digit", 0, (1, 3, 5, 7, 9)), E.PromptSpec("a handwritten three", 1, (3,))]
+    E.ComparisonRun(config(prompts=specs), tmp_path / "run", pipe=pipe, progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["prompts"] == [{"prompt": "an odd digit", "cluster": 0, "valid": [1, 3, 5, 7, 9]},
+                                {"prompt": "a handwritten three", "cluster": 1, "valid": [3]}]
+    assert set(saved) == {"model", "prompts", "methods", "per_prompt", "steps", "cfg", "seed",
+                          "batch_size", "dtype", "features"}
+    E.ComparisonRun(config(), tmp_path / "run", pipe=pipe, progress=False)  # dict prompts: the same run
+
+
 class _Collect(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -143,6 +155,13 @@ def test_report_matches_metrics(tmp_path, pipe):
         assert 0 <= r["prompt_fidelity"] <= 1 and r["cond_vendi_delta_lo"] <= r["cond_vendi_delta_hi"]
     assert rows[0]["cond_vendi_delta"] == rows[0]["cond_vendi_delta_lo"] == rows[0]["cond_vendi_delta_hi"] == 0
     assert "Δ" in doc
+    # broad prompts: class-distribution metrics with intervals, the cluster table, rejections
+    for r in rows:
+        assert 0 <= r["broad_validity"] <= 1 and 0 <= r["rejected"] <= 1
+        if r["broad_spread"] == r["broad_spread"]:
+            assert 1 <= r["broad_spread"] <= 5
+        assert "broad_spread_delta" in r
+    assert 'id="clusters"' in doc and "Rejected samples" in doc
 
 
 def test_compare_command_errors(tmp_path, capsys):

@@ -7,7 +7,7 @@ import torch
 
 import sparke_lab as sl
 from sparke_lab.guidance import MemoryBank, SketchBank, SparkeGuidance, load_bank
-from sparke_lab.guidance.bank import kernel_row_loss_grad, prompt_weights
+from sparke_lab.guidance.objectives import kernel_row_loss_grad, prompt_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
 
@@ -297,3 +297,24 @@ def test_full_ring_buffer_reloads_with_the_same_eviction_order(tmp_path):
         b.add(torch.full((1, 2), 9.0))                   # evicts the oldest: row 1
     assert sorted(live.features[:, 0].tolist()) == sorted(loaded.features[:, 0].tolist()) == [2.0, 3.0, 9.0]
     assert live.digest() == loaded.digest()
+
+
+def test_official_unsquared_kernel_equals_ours_at_sqrt2_sigma():
+    """The official code (bank >= 10 rows) sums k_sigma(x_i, f) k_sigma_t(t_i, t), unsquared;
+    ours sums k^2. Since k_sigma(x, y) = k_{sqrt(2) sigma}(x, y)^2 exactly, its loss and
+    gradient equal ours at sqrt(2) times its bandwidths (0.8 / 0.3 -> 1.131 / 0.424):
+    docs/guidance.md, "Paper settings and the official code"."""
+    from sparke_lab.guidance.objectives import kernel_row_loss_grad, prompt_weights
+    g = torch.Generator().manual_seed(0)
+    Xb, F = torch.randn(12, 6, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)
+    Tb, Tq = torch.randn(12, 4, generator=g, dtype=torch.float64), torch.randn(3, 4, generator=g, dtype=torch.float64)
+    sx, st = 0.8, 0.3
+    f = F.clone().requires_grad_(True)
+    kx = torch.exp(-torch.cdist(Xb, f) ** 2 / (2 * sx ** 2))          # unsquared, official
+    kt = torch.exp(-torch.cdist(Tb, Tq) ** 2 / (2 * st ** 2))
+    official = (kx * kt).sum(0)
+    (grad_off,) = torch.autograd.grad(official.sum(), f)
+    w = prompt_weights(Tb, Tq, "gaussian", st * 2 ** 0.5)
+    loss, grad = kernel_row_loss_grad(Xb, F, "gaussian", sx * 2 ** 0.5, w)
+    torch.testing.assert_close(loss, official.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, grad_off, rtol=1e-10, atol=1e-13)

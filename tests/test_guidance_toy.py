@@ -3,27 +3,27 @@ import numpy as np
 import pytest
 import torch
 
-from sparke_lab.guidance import SparkeGuidance, generate
+from sparke_lab.guidance import CADS, IntervalGuidance, SparkeGuidance, generate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models: one thread
 
 
 def _toy():
     try:
-        from sparke_lab.models import load_toy2d
-        return load_toy2d()
+        from sparke_lab.models import load_toy2d_pipeline
+        return load_toy2d_pipeline()
     except (ImportError, FileNotFoundError, RuntimeError) as exc:
         pytest.skip(f"toy model unavailable: {exc}")
 
 
 def test_sparke_undoes_cfg_collapse_on_toy():
-    model = _toy()
-    mix = model.mixture
+    pipe = _toy()
+    mix = pipe.mixture
     truth = np.asarray(mix.weights)
     labels = np.concatenate([np.full(50, c) for _ in range(2) for c in range(3)])
 
     def run(cb):
-        x = generate(model, labels, cb, batch_size=50, num_inference_steps=50,
+        x = generate(pipe, labels, cb, batch_size=50, num_inference_steps=50,
                      guidance_scale=3.0, generator=torch.Generator().manual_seed(0),
                      progress=False)
         W = mix.mode_weights(x, labels)
@@ -38,23 +38,86 @@ def test_sparke_undoes_cfg_collapse_on_toy():
 
 
 def test_toy_callback_sees_one_hot_prompts():
-    model = _toy()
+    pipe = _toy()
     g = SparkeGuidance(features="raw", sigma_image=1.0, scale=0.0)
-    generate(model, [0, 1, 2], g, num_inference_steps=5, guidance_scale=3.0, progress=False)
-    assert g.bank.prompt_features.shape == (3, model.n_classes)
+    generate(pipe, [0, 1, 2], g, num_inference_steps=5, guidance_scale=3.0, progress=False)
+    assert torch.equal(g.bank.prompt_features, torch.eye(pipe.n_classes))
 
 
-def test_digits_pipeline_guidance_smoke():
-    try:
-        from sparke_lab.models import load_digits_pipeline
-        pipe = load_digits_pipeline()
-    except (ImportError, FileNotFoundError, RuntimeError) as exc:
-        pytest.skip(f"digits model unavailable: {exc}")
-    g = SparkeGuidance.recommended("digits", every=2)
-    kw = dict(num_inference_steps=4, guidance_scale=7.0, output_type="pt", progress=False,
-              generator=torch.Generator().manual_seed(0))
-    ref = generate(pipe, ["any digit", "an odd digit"], None, **kw)
-    kw["generator"] = torch.Generator().manual_seed(0)
-    out = g.generate(pipe, ["any digit", "an odd digit"], **kw)
-    assert out.shape == ref.shape and len(g.bank) == 2
-    assert g.bank.dim == 4 * 8 * 8
+def test_generate_refuses_the_bare_toy_denoiser():
+    pipe = _toy()
+    with pytest.raises(TypeError, match="ToyPipeline"):
+        generate(pipe.model, [0, 1], None, num_inference_steps=2, progress=False)
+
+
+class _RecordingCADS(CADS):
+    """CADS that keeps the prompt embeddings it hands back at each step."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen = []
+
+    def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
+        out = super().apply(pipeline, step_index, total, timestep, callback_kwargs)
+        self.seen.append(out["prompt_embeds"].clone())
+        return out
+
+
+def test_cads_runs_on_the_toy_prompt_embedding():
+    """CADS acts on the toy like on SD: the positive half of the CFG batch (the class
+    embeddings) is noised early, the null half never, and the late steps run clean."""
+    pipe = _toy()
+    labels = [0, 1, 2, 0]
+    cads = _RecordingCADS(seed=3)
+    kw = dict(num_inference_steps=20, guidance_scale=3.0, progress=False)
+    x = generate(pipe, labels, cads, generator=torch.Generator().manual_seed(0), **kw)
+    ref = generate(pipe, labels, None, generator=torch.Generator().manual_seed(0), **kw)
+    pos, neg = pipe.encode_prompt(labels)
+    clean = torch.cat([neg, pos])
+    assert len(cads.seen) == 20 and cads.seen[0].shape == clean.shape == (8, pipe.model.emb)
+    for i, emb in enumerate(cads.seen):
+        assert torch.equal(emb[:4], clean[:4])                   # the null class stays clean
+        s = 1.0 - (i + 1) / 20
+        if s <= cads.tau1 or i == 19:                           # gamma = 1: the clean condition
+            assert torch.equal(emb[4:], clean[4:]), i
+        else:
+            assert not torch.allclose(emb[4:], clean[4:]), i
+    assert not torch.equal(x, ref)
+
+
+def test_interval_guidance_runs_on_the_toy():
+    pipe = _toy()
+    labels = [0, 1, 2] * 4
+    kw = dict(num_inference_steps=20, progress=False)
+
+    def run(cb, cfg):
+        return generate(pipe, labels, cb, guidance_scale=cfg, generator=torch.Generator().manual_seed(1), **kw)
+
+    cfg3 = run(None, 3.0)
+    # CFG over the whole run is plain CFG, to the bit
+    assert torch.equal(run(IntervalGuidance(guidance_scale=3.0, interval=(0.0, 1.0)), 3.0), cfg3)
+    # no CFG in the first half: the pipeline's scale is switched per step
+    half = IntervalGuidance(guidance_scale=3.0, interval=(0.5, 1.0))
+    seen = []
+
+    class Spy:
+        tensor_inputs = ["latents"]
+
+        def __call__(self, p, i, t, kwargs):
+            seen.append(p.guidance_scale)
+            return half(p, i, t, kwargs)
+
+    call = half.prepare_call(pipe, dict(num_inference_steps=20))
+    out = pipe(labels, num_inference_steps=20, guidance_scale=call["guidance_scale"],
+               generator=torch.Generator().manual_seed(1), callback_on_step_end=Spy()).images
+    assert seen[:10] == [1.0 + 1e-6] * 10 and seen[10:] == [3.0] * 10   # 1 + 1e-6: CFG off
+    assert not torch.equal(out, cfg3)
+
+
+def test_toy_noise_per_sample_generator_does_not_depend_on_the_batch():
+    pipe = _toy()
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]
+    together = pipe.prepare_latents(3, gens([5, 6, 7]))
+    assert torch.equal(together[1], pipe.prepare_latents(1, gens([6]))[0])
+    with pytest.raises(ValueError, match="2 generators for 3"):
+        pipe.prepare_latents(3, gens([5, 6]))

@@ -62,3 +62,30 @@ def test_bootstrap_interval():
     v = np.arange(100.0)
     mean, lo, hi = metrics.bootstrap_interval(v)
     assert mean == pytest.approx(49.5) and lo < mean < hi and hi - lo < 20
+
+
+def test_class_distribution_tv_and_cluster_metrics():
+    pred = [1, 1, 7, 3, -1, 2, 1, 7]  # -1: rejected, 2: not an odd digit
+    valid = (1, 3, 5, 7, 9)
+    p = metrics.class_distribution(pred, valid)
+    np.testing.assert_allclose(p, [3 / 6, 1 / 6, 0, 2 / 6, 0])
+    q = (0.45, 0.15, 0.05, 0.25, 0.10)
+    tv = 0.5 * sum(abs(a - b) for a, b in zip(p, q))
+    assert metrics.total_variation(p, q) == pytest.approx(tv)
+    r = metrics.cluster_class_metrics(pred, valid, q)
+    assert r["n"] == 8 and r["validity"] == pytest.approx(6 / 8)
+    assert r["spread"] == pytest.approx(1 / np.sum(p ** 2)) and r["tv"] == pytest.approx(tv)
+    # extremes: all on one digit -> spread 1; exactly the caption distribution -> TV 0
+    assert metrics.cluster_class_metrics([1] * 5, valid, q)["spread"] == pytest.approx(1.0)
+    assert metrics.total_variation(q, q) == 0.0
+    assert metrics.total_variation([1, 0], [0, 1]) == 1.0
+    none_valid = metrics.cluster_class_metrics([-1, 2], valid, q)
+    assert none_valid["validity"] == 0 and np.isnan(none_valid["spread"]) and np.isnan(none_valid["tv"])
+    with pytest.raises(ValueError, match="probability"):
+        metrics.total_variation([0.5, 0.6], [0.5, 0.5])
+    with pytest.raises(ValueError, match="same length"):
+        metrics.total_variation([1.0], [0.5, 0.5])
+    with pytest.raises(ValueError, match="caption weights"):
+        metrics.cluster_class_metrics(pred, valid, (0.5, 0.5))
+    with pytest.raises(ValueError, match="no predictions"):
+        metrics.cluster_class_metrics([], valid, q)

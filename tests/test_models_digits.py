@@ -73,6 +73,18 @@ def test_prompt_sets_and_files():
     assert all(len(p.valid_digits) >= 5 and p.cluster >= 10 for p in broad)
     # the shipped CSV matches the grammar in code
     assert models.load_prompt_set("all") == captions.all_prompts()
+    # every broad prompt carries its designed class distribution: skewed, each cluster its
+    # own dominant digit, the same for every phrasing of a cluster
+    dominant = {}
+    for p in broad:
+        q = p.class_distribution()
+        assert q.sum() == pytest.approx(1.0) and (q[list(p.valid_digits)] > 0).all()
+        assert q.max() >= 0.3 and np.count_nonzero(q) == len(p.valid_digits)
+        assert dominant.setdefault(p.cluster, int(q.argmax())) == int(q.argmax())
+    assert len(set(dominant.values())) == len(dominant)
+    assert all(p.class_weights == (1.0,) for p in single)
+    with pytest.raises(ValueError, match="no class distribution"):
+        captions.Prompt("a cat", (1, 2), -1, "", "custom").class_distribution()
     assert (data_dir() / "prompts" / "grammar.json").is_file()
     with pytest.raises(ValueError):
         models.load_prompt_set("nope")
@@ -93,8 +105,10 @@ def test_evaluate_report_keys(pipe):
     rep = evaluate_digits_pipeline(pipe, judge, guidance_scales=(5.0,), num_inference_steps=4,
                                    single_per_prompt=1, broad_per_prompt=2)
     r = rep["cfg_5"]
-    assert {"single_accuracy", "broad_valid", "broad_spread_entropy_norm",
-            "broad_spread_effective_digits"} <= set(r)
+    assert {"single_accuracy", "broad_valid", "broad_spread", "broad_tv", "broad_clusters"} <= set(r)
+    odd = r["broad_clusters"]["odd"]
+    assert odd["n"] == 3 * 2 and set(odd["caption_distribution"]) == {"1", "3", "5", "7", "9"}
+    assert 0 <= odd["validity"] <= 1
 
 
 def test_fp16_on_cpu_falls_back_with_warning():
@@ -136,3 +150,26 @@ def test_quick_training_end_to_end(tmp_path):
     out = p(["a handwritten five", "an even digit"], num_inference_steps=3, output_type="pt",
             generator=make_generator(0)).images
     assert out.shape == (2, 1, 16, 16)
+
+
+def test_training_pairs_follow_the_designed_distribution():
+    """Broad captions are drawn caption first, so P(digit | caption) is the designed skew.
+
+    120,000 pairs: each cluster gets ~7,200 broad draws; a share q has sd sqrt(q(1-q)/7200)
+    <= 0.006, and we allow 5 sd (0.03). Single captions always name the image's digit.
+    """
+    caps, valid = captions.training_captions()
+    labels = np.repeat(np.arange(10), 50)
+    pool = [np.flatnonzero(labels == d) for d in range(10)]
+    img, cap = captions.sample_training_pairs(pool, 120_000, np.random.default_rng(0))
+    digit = labels[img]
+    n_single = len(captions.SINGLE_TEMPLATES)
+    single = (cap >= 1) & (cap <= 10 * n_single)
+    assert np.array_equal((cap[single] - 1) // n_single, digit[single])
+    assert abs((cap == 0).mean() - 0.1) < 0.01 and abs(single.mean() - 0.6) < 0.01
+    assert valid[cap, digit].all()  # every caption is true of its image
+    for name, (_, _, phrasings) in captions.BROAD_CLUSTERS.items():
+        sel = np.isin(cap, [caps.index(t) for t in phrasings])
+        share = np.bincount(digit[sel], minlength=10) / sel.sum()
+        for d, w in captions.BROAD_CLASS_WEIGHTS[name]:
+            assert abs(share[d] - w) < 0.03, (name, d, share[d], w)

@@ -48,3 +48,13 @@ def test_notebook_code_names_no_device(path):
         if cell.get("cell_type") == "code":
             src = "".join(cell.get("source", []))
             assert not re.search(r"""["']cuda""", src), f"{path.name}, cell {i}: literal 'cuda' device"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_leaves_thread_settings_out_of_the_lesson(path):
+    # OMP_WAIT_POLICY is set by `import sparke_lab`, the Makefile and the kernel spec of `make lab`
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") == "code":
+            assert "OMP_WAIT_POLICY" not in "".join(cell.get("source", [])), \
+                f"{path.name}, cell {i}: thread settings belong in sparke_lab or the kernel environment"

@@ -121,3 +121,24 @@ def test_conditional_panel_scores_in_titles():
     fig = plotting.plot_conditional_panel(X, T, sigma_x=1.0, sigma_t=1.0)
     title = fig.axes[2].get_title()
     assert f"{sl.conditional_rke_score(X, T, 1.0, 1.0):.2f}" in title
+
+
+def test_image_grids_share_one_drawer():
+    import inspect
+    assert "ax" not in inspect.signature(plotting.plot_image_grid).parameters  # it draws its own figure
+    fig = plotting.plot_image_grid(np.full((5, 1, 4, 4), 2.0), nrow=2, titles=list("abcde"), title="t")
+    assert len(fig.axes) == 6                                   # 3 rows of 2, one blank cell
+    assert [a.get_title() for a in fig.axes[:5]] == list("abcde") and not fig.axes[5].images
+    assert fig.axes[0].images[0].get_array().max() == 1.0       # clipped to [0, 1]
+    fig = plotting.plot_image_rows([[np.zeros((3, 3))] * 2, [np.ones((3, 3, 1))]], (3, 2),
+                                   row_labels=["first", "second"], ncols=3,
+                                   cell_titles=[[("x", "red"), None], ["y"]])
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [len(a.images) for a in axes.ravel()] == [1, 1, 0, 1, 0, 0]
+    assert axes[0, 0].get_ylabel() == "first" and axes[1, 0].get_ylabel() == "second"
+    assert axes[0, 0].title.get_color() == "red" and axes[1, 0].get_title() == "y"
+    u8 = np.zeros((6, 4, 4, 1), np.uint8)
+    fig = plotting.plot_prompt_grid(u8, np.array([0, 1, 2, 0, 1, 2]), ["p0", "p1", "p2"], per_row=3, max_prompts=2)
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [len(a.images) for a in axes.ravel()] == [1, 1, 0, 1, 1, 0]
+    assert axes[1, 0].get_ylabel() == "p1"

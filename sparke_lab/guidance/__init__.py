@@ -5,6 +5,7 @@ Every method is a ``diffusers`` ``PipelineCallback`` passed as ``callback_on_ste
 * :class:`SparkeGuidance` - SPARKE (latent conditional RKE, default), latent RKE, Vendi and
   conditional Vendi guidance;
 * :class:`MemoryBank` (exact rows) and :class:`SketchBank` (random-Fourier-feature sums);
+* :mod:`.objectives`: the losses, gradients and the one step rule every method uses;
 * baselines: :class:`ParticleGuidance`, :class:`CADS`, :class:`VendiGuidance` (c-VSG style,
   sliding window), :class:`IntervalGuidance` (CFG only inside a window);
 * :func:`generate` runs any of them on SD 1.x/2.x, SDXL, PixArt-Sigma, the digits pipeline

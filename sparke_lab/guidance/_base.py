@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from diffusers.callbacks import PipelineCallback
 
-from .pipelines import call_pipeline, encode_prompts, is_toy
+from .pipelines import call_pipeline, encode_prompts
 
 
 def total_steps(pipe) -> int:
@@ -153,6 +153,8 @@ class GuidanceCallback(PipelineCallback):
         """Encode ``prompts`` with ``pipe``'s text encoder for a direct ``pipe(...)`` call."""
         if isinstance(prompts, str):
             prompts = [prompts]
+        if encoder is None and hasattr(self, "prompt_encoder_for"):
+            encoder = self.prompt_encoder_for(pipe)
         T = encode_prompts(pipe, prompts, encoder=encoder)
         T = T.repeat_interleave(int(num_images_per_prompt), dim=0)
         self.set_prompt_features(T)
@@ -181,9 +183,7 @@ def _as_prompt_list(prompts) -> list:
     return list(prompts)
 
 
-def _collect(outputs: list, output_type: str, toy: bool):
-    if toy:
-        return torch.cat(outputs)
+def _collect(outputs: list, output_type: str):
     imgs = []
     for o in outputs:
         imgs.append(o.images if hasattr(o, "images") else o[0])
@@ -206,13 +206,17 @@ def generate(pipe, prompts, callback: Optional[PipelineCallback] = None, *,
     ``encoder``, or given as ``prompt_features`` (n_prompts, e)) and handed to the callback
     batch by batch, so finished samples enter its bank with the right prompt. ``generator``:
     one generator (batches draw from it in turn) or one per image. Extra ``kwargs`` go to the
-    pipeline. Returns PIL images (list), an array/tensor for ``output_type`` "np"/"pt", or
-    (n, 2) points for the 2-D toy (``prompts`` = class indices). A tqdm bar shows batches.
+    pipeline. Returns PIL images (list), an array/tensor for ``output_type`` "np"/"pt" (the
+    2-D toy's :class:`~sparke_lab.models.ToyPipeline`: (n, 2) points, ``prompts`` = class
+    indices). A tqdm bar shows batches.
 
     Taught in: 07_guided_sampling_2d, 08_guided_generation_digits, 09_stable_diffusion_on_gpu.
     """
     from tqdm.auto import tqdm
 
+    if isinstance(pipe, torch.nn.Module):
+        raise TypeError(f"generate needs a pipeline, got the torch module {type(pipe).__name__} "
+                        "(for the 2-D toy denoiser: models.ToyPipeline(model))")
     plist = _as_prompt_list(prompts)
     if not plist:
         raise ValueError("no prompts given")
@@ -221,10 +225,6 @@ def generate(pipe, prompts, callback: Optional[PipelineCallback] = None, *,
     nipp = int(num_images_per_prompt)
     if nipp < 1:
         raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
-    toy = is_toy(pipe)
-    if toy and nipp != 1:
-        plist = [p for p in plist for _ in range(nipp)]
-        nipp = 1
     T_all = None
     needs = callback is not None and getattr(callback, "needs_prompt_features", False)
     if prompt_features is not None:
@@ -232,6 +232,8 @@ def generate(pipe, prompts, callback: Optional[PipelineCallback] = None, *,
         if T_all.ndim != 2 or T_all.shape[0] != len(plist):
             raise ValueError(f"prompt_features must be ({len(plist)}, e), got {tuple(T_all.shape)}")
     elif needs:
+        if encoder is None and hasattr(callback, "prompt_encoder_for"):
+            encoder = callback.prompt_encoder_for(pipe)  # semantic guidance: its text tower
         T_all = encode_prompts(pipe, plist, encoder=encoder)
     gens = list(generator) if isinstance(generator, (list, tuple)) else None
     if gens is not None and len(gens) != len(plist) * nipp:
@@ -246,16 +248,14 @@ def generate(pipe, prompts, callback: Optional[PipelineCallback] = None, *,
                     None if T_all is None else
                     T_all[s:s + len(batch)].repeat_interleave(nipp, dim=0))
             gen = gens[s * nipp:(s + len(batch)) * nipp] if gens is not None else generator
-            call = dict(prompt=batch, num_inference_steps=num_inference_steps, generator=gen, **kwargs)
+            call = dict(prompt=batch, num_inference_steps=num_inference_steps, generator=gen,
+                        output_type=output_type, num_images_per_prompt=nipp, **kwargs)
             if guidance_scale is not None:
                 call["guidance_scale"] = guidance_scale
-            if not toy:
-                call["output_type"] = output_type
-                call["num_images_per_prompt"] = nipp
             if callback is not None and hasattr(callback, "prepare_call"):
                 call = callback.prepare_call(pipe, call)
             outputs.append(call_pipeline(pipe, callback, **call))
     finally:
         if callback is not None and hasattr(callback, "set_prompt_features"):
             callback.set_prompt_features(None)
-    return _collect(outputs, output_type, toy)
+    return _collect(outputs, output_type)

@@ -1,17 +1,12 @@
-"""Memory banks for diversity guidance: what earlier samples looked like, and how to repel from them.
+"""Memory banks for diversity guidance: what earlier samples looked like (storage only).
 
 A bank holds the features ``x_i`` (e.g. flattened, normalised latents) and prompt features
-``t_i`` of *finished* samples. For a new sample with feature ``f`` and prompt feature ``t``
-SPARKE needs only one kernel row (maths.md, "The SPARKE guidance objective")::
+``t_i`` of *finished* samples. What guidance computes from them, the row loss
+``L(f) = sum_i k_T(t_i, t)^2 k_X(x_i, f)^2`` and its gradient, lives in
+:mod:`sparke_lab.guidance.objectives`; a bank stores what that needs:
 
-    L(f) = sum_i  w_i * k_X(x_i, f)^2,      w_i = k_T(t_i, t)^2   (w_i = 1 unconditionally)
-
-    grad_f L = -(2 / sigma^2) * sum_i w_i k_X(x_i, f)^2 (f - x_i)        (Gaussian k_X)
-
-Two banks compute ``L`` and its gradient:
-
-* :class:`MemoryBank` (exact): stores every row; one kernel row per query, O(n D) time,
-  never an n x n matrix. ``max_size`` turns it into a sliding window (ring buffer).
+* :class:`MemoryBank` (exact): every row (and its squared norm); ``max_size`` turns it into a
+  sliding window (ring buffer). A query then costs one kernel row, O(n D).
 * :class:`SketchBank`: random-Fourier-feature running sums. Since
   ``k_sigma^2 = k_{sigma / sqrt 2}`` and a product of Gaussian kernels is one Gaussian kernel
   on ``[x / s_x, t / s_t]``, ``L(f) ~ phi(u)^T S`` with ``S = sum_i phi(u_i)``. A query costs
@@ -33,8 +28,9 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
-from ..kernels import as_features, check_kernel, check_sigma
+from ..kernels import as_features, check_sigma
 from ..rff import FourierFeatures
+from .objectives import exact_bank_loss_grad, sketch_bank_loss_grad
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMAT_VERSION = "1"
@@ -45,56 +41,6 @@ def _as_rows(X, name: str, device, min_rows: int = 1) -> torch.Tensor:
     if isinstance(X, torch.Tensor) and X.ndim == 1:
         X = X[None]
     return as_features(X, name, min_rows=min_rows).to(device=device, dtype=torch.float32)
-
-
-# ------------------------------------------------------------------ kernel-row maths
-def prompt_weights(Tb: Optional[torch.Tensor], Tq: Optional[torch.Tensor], kernel_t: str,
-                   sigma_t: float) -> Optional[torch.Tensor]:
-    """``w_ij = k_T(tb_i, tq_j)^2`` of shape (n, B), or None without prompts (w = 1).
-
-    Taught in: 07_guided_sampling_2d (why unrelated prompts barely repel).
-    """
-    if Tb is None or Tq is None:
-        return None
-    if kernel_t == "gaussian":
-        d2 = ((Tb * Tb).sum(1, keepdim=True) + (Tq * Tq).sum(1)[None]
-              - 2.0 * Tb @ Tq.T).clamp_min_(0.0)
-        return torch.exp(d2 * (-1.0 / sigma_t ** 2))  # k^2 = exp(-d2 / sigma^2)
-    nb = torch.linalg.vector_norm(Tb, dim=1, keepdim=True).clamp_min(1e-12)
-    nq = torch.linalg.vector_norm(Tq, dim=1, keepdim=True).clamp_min(1e-12)
-    return ((Tb / nb) @ (Tq / nq).T) ** 2
-
-
-def kernel_row_loss_grad(Xb: torch.Tensor, F: torch.Tensor, kernel: str, sigma: float,
-                         w: Optional[torch.Tensor] = None, xb_sq: Optional[torch.Tensor] = None
-                         ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Loss ``L_j = sum_i w_ij k(xb_i, f_j)^2`` and its gradient w.r.t. each query ``f_j``.
-
-    ``Xb`` (n, D) bank rows, ``F`` (B, D) queries, ``w`` (n, B) prompt weights or None.
-    Two matrix products over the bank, O(n D B); no n x n matrix. Returns ``(L (B,),
-    grad (B, D))``. Taught in: 07_guided_sampling_2d.
-    """
-    if xb_sq is None:
-        xb_sq = (Xb * Xb).sum(1)
-    dots = Xb @ F.T                                           # (n, B)
-    f_sq = (F * F).sum(1)
-    if kernel == "gaussian":
-        d2 = (xb_sq[:, None] + f_sq[None] - 2.0 * dots).clamp_min_(0.0)
-        k2 = torch.exp(d2 * (-1.0 / sigma ** 2))              # k^2
-        c = k2 if w is None else k2 * w
-        loss = c.sum(0)
-        # grad_f k^2 = 2 k grad k = -(2 / sigma^2) k^2 (f - x)
-        grad = (-2.0 / sigma ** 2) * (loss[:, None] * F - c.T @ Xb)
-        return loss, grad
-    # cosine: k = <x, f> / (|x| |f|); grad_f k = x / (|x||f|) - k f / |f|^2
-    nx = xb_sq.clamp_min(1e-24).sqrt()
-    nf = f_sq.clamp_min(1e-24).sqrt()
-    k = dots / nx[:, None] / nf[None]
-    ww = torch.ones_like(k) if w is None else w
-    loss = (ww * k * k).sum(0)
-    a = 2.0 * ww * k                                          # d(k^2)/dk, weighted
-    grad = ((a / nx[:, None]).T @ Xb) / nf[:, None] - ((a * k).sum(0) / f_sq.clamp_min(1e-24))[:, None] * F
-    return loss, grad
 
 
 # ------------------------------------------------------------------ metadata helpers
@@ -272,31 +218,22 @@ class MemoryBank:
             self._next = (pos + 1) % self.max_size
 
     # ---- queries
+    @property
+    def squared_norms(self) -> torch.Tensor:
+        """(n,) ``||x_i||^2`` of the stored rows, kept since they were added."""
+        if self._sq is None:
+            return torch.zeros(0)
+        return self._sq[:self._n]
+
     def loss_and_grad(self, F: torch.Tensor, Tq: Optional[torch.Tensor], kernel: str,
                       sigma: float, kernel_t: str = "gaussian", sigma_t: float = 1.0,
                       chunk: int = 65536) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``L_j = sum_i k_T(t_i, t_j)^2 k_X(x_i, f_j)^2`` and ``grad_f L`` for queries ``F`` (B, D).
+        """The row loss over this bank and its gradient for queries ``F`` (B, D): see
+        :func:`sparke_lab.guidance.objectives.exact_bank_loss_grad`."""
+        return exact_bank_loss_grad(self, F, Tq, kernel, sigma, kernel_t, sigma_t, chunk)
 
-        ``Tq=None`` ignores prompts (unconditional RKE). O(n D B) in chunks of ``chunk`` rows.
-        """
-        B = F.shape[0]
-        loss = torch.zeros(B, dtype=F.dtype, device=F.device)
-        grad = torch.zeros_like(F)
-        if self._n == 0:
-            return loss, grad
-        self._check_query(F, Tq)
-        for s in range(0, self._n, chunk):
-            e = min(s + chunk, self._n)
-            Xb = self._X[s:e].to(F.device, F.dtype)
-            w = None
-            if Tq is not None:
-                w = prompt_weights(self._T[s:e].to(F.device, F.dtype), Tq, kernel_t, sigma_t)
-            l, g = kernel_row_loss_grad(Xb, F, kernel, sigma, w, self._sq[s:e].to(F.device, F.dtype))
-            loss += l
-            grad += g
-        return loss, grad
-
-    def _check_query(self, F, Tq):
+    def check_query(self, F: torch.Tensor, Tq: Optional[torch.Tensor]) -> None:
+        """Refuse queries whose feature or prompt dimension differs from the stored rows'."""
         if F.shape[1] != self._X.shape[1]:
             raise ValueError(f"query features have dimension {F.shape[1]} but the bank holds "
                              f"dimension {self._X.shape[1]} (same model and feature choice?)")
@@ -509,33 +446,26 @@ class SketchBank:
         self._n += n
         self.total_added += n
 
+    def check_query(self, F: torch.Tensor, Tq: Optional[torch.Tensor]) -> None:
+        """Refuse queries whose feature or prompt dimension differs from the sketch's."""
+        self._check(F, Tq, "a query")
+
+    def feature_map(self, X: torch.Tensor, T: Optional[torch.Tensor]) -> torch.Tensor:
+        """``phi(u)`` (B, 2m) of rows ``X`` with prompt features ``T``: the random features
+        the sums are made of."""
+        return self._fm(self._u(X, T))
+
+    @property
+    def sums(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(S, M)``: ``S = sum_i phi(u_i)`` (2m,) and ``M = sum_i x_i phi(u_i)^T`` (D, 2m)."""
+        return self._S, self._M
+
     def loss_and_grad(self, F: torch.Tensor, Tq: Optional[torch.Tensor], kernel: str = "gaussian",
                       sigma: float = None, kernel_t: str = "gaussian", sigma_t: float = None,
                       chunk: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-        """RFF estimate of the bank's loss row and its gradient, O(m D) per query."""
-        B = F.shape[0]
-        if self._n == 0:
-            return torch.zeros(B, dtype=F.dtype, device=F.device), torch.zeros_like(F)
-        if kernel != "gaussian" or (Tq is not None and kernel_t != "gaussian"):
-            raise ValueError("the sketch bank supports Gaussian kernels only")
-        if sigma is not None and abs(float(sigma) - self.sigma_image) > 1e-12:
-            raise ValueError(f"sketch bank built for sigma_image={self.sigma_image}, guidance "
-                             f"uses {sigma}")
-        if Tq is not None and sigma_t is not None and abs(float(sigma_t) - self.sigma_text) > 1e-12:
-            raise ValueError(f"sketch bank built for sigma_text={self.sigma_text}, guidance "
-                             f"uses {sigma_t}")
-        if Tq is None and self.conditional:
-            raise ValueError("this sketch bank is conditional; unconditional guidance needs "
-                             "SketchBank(conditional=False)")
-        self._check(F, Tq, "a query")
-        phi = self._fm(self._u(F, Tq))                           # (B, 2m)
-        loss = phi @ self._S.to(F.device, F.dtype)
-        # grad_f sum_i c_i(f) = -(2 / sigma^2) (sum_i c_i f - sum_i c_i x_i), and
-        # sum_i c_i x_i ~ M phi(u) with M = sum_i x_i phi(u_i)^T: noise O(1/sqrt(m)) on each
-        # kernel weight, not amplified by the dimension D as d phi / du would be.
-        mean_shift = phi @ self._M.to(F.device, F.dtype).T      # (B, D)
-        grad = (-2.0 / self.sigma_image ** 2) * (loss[:, None] * F - mean_shift)
-        return loss, grad
+        """RFF estimate of the bank's loss row and its gradient, O(m D) per query: see
+        :func:`sparke_lab.guidance.objectives.sketch_bank_loss_grad`."""
+        return sketch_bank_loss_grad(self, F, Tq, kernel, sigma, kernel_t, sigma_t)
 
     def digest(self) -> List[float]:
         """A few numbers that change with any added row (processes compare them)."""

@@ -20,8 +20,11 @@ from typing import Optional, Tuple
 import torch
 
 from ..kernels import check_sigma
-from ._base import GuidanceCallback, apply_update, check_scale, check_window, generate as _generate
-from .sparke import NORMALIZATIONS, SparkeGuidance
+from ._base import GuidanceCallback, apply_update, check_scale, generate as _generate
+from .objectives import guidance_step, sphere_features, sphere_pullback
+from .pipelines import predict_clean_latents
+from .semantic import ClipFeatures, resolve_clip_features, semantic_features
+from .sparke import SparkeGuidance
 
 
 class _GenerateMixin:
@@ -38,22 +41,33 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
     ``k = exp(-||z_i - z_j||^2 / h)`` and ``h = median(||z_i - z_j||^2) / log(B)`` (the
     median heuristic of the PG paper). ``normalize="published"`` gives a step of length
     ``scale * ||z||`` (comparable with SPARKE); ``"none"`` the raw ``scale * force``.
-    ``features="raw"`` uses the latents as they are (the 2-D toy), ``"latent"`` normalised.
-    A batch of one has nothing to repel. Taught in: 07_guided_sampling_2d.
+    ``features="raw"`` uses the latents as they are (the 2-D toy), ``"latent"`` normalised,
+    ``"clip"`` or a :class:`~sparke_lab.guidance.semantic.ClipFeatures` the semantic features
+    of the predicted clean image (the force is pulled back to the latent through the VAE
+    decoder and the image tower, as for SPARKE). A batch of one has nothing to repel.
+    Taught in: 07_guided_sampling_2d.
     """
 
     def __init__(self, scale: float = 0.03, every: int = 1, window=None,
-                 normalize: str = "published", features: str = "latent",
+                 normalize: str = "published", features="latent",
                  bandwidth: Optional[float] = None):
         super().__init__(every=every, window=window)
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalize {normalize!r}; choose one of {NORMALIZATIONS}")
-        if features not in ("latent", "raw"):
-            raise ValueError(f"features must be 'latent' or 'raw', got {features!r}")
+        if normalize not in ("published", "none"):
+            raise ValueError(f"normalize must be 'published' or 'none', got {normalize!r}")
+        if not isinstance(features, ClipFeatures) and features not in ("latent", "raw", "clip"):
+            raise ValueError(f"features must be 'latent', 'raw', 'clip' or a ClipFeatures, got {features!r}")
         self.scale = check_scale(scale)
         self.normalize = normalize
         self.features = features
         self.bandwidth = None if bandwidth is None else check_sigma(bandwidth, "bandwidth")
+
+    @property
+    def tensor_inputs(self):
+        return ["latents", "prompt_embeds"] if self.semantic else ["latents"]
+
+    @property
+    def semantic(self) -> bool:
+        return isinstance(self.features, ClipFeatures) or self.features == "clip"
 
     def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
         latents = callback_kwargs["latents"]
@@ -61,8 +75,15 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
         if self.scale == 0 or not self.acts_on(step_index, total):
             return callback_kwargs
         z = latents.detach().float().reshape(B, -1)
-        nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
-        f = z if self.features == "raw" else z / nz
+        pull = None
+        if self.semantic:
+            self.features = resolve_clip_features(self.features, pipeline)
+            ctx = predict_clean_latents(pipeline, step_index, latents, callback_kwargs)
+            f, pull = semantic_features(self.features, pipeline, latents, ctx)
+        else:
+            f, nz = sphere_features(z)
+            if self.features == "raw":
+                f = z
         fa, _, start = self.gather_batch(f)          # the round's particles on every process
         n = fa.shape[0]
         if n < 2:
@@ -78,15 +99,11 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
         K[torch.arange(B), start + torch.arange(B)] = 0.0   # no self-repulsion
         # repulsive force = -grad_{f_i} sum_j k_ij = (2 / h) sum_j k_ij (f_i - f_j)
         force = (2.0 / h) * (K.sum(1, keepdim=True) * f - K @ fa)
-        if self.features == "latent":
-            force = force - (force * f).sum(1, keepdim=True) * f   # tangent to the sphere
-            force = force / nz
-        if self.normalize == "published":
-            fn = torch.linalg.vector_norm(force, dim=1, keepdim=True)
-            step = torch.where(fn > 0, force / fn.clamp_min(1e-30), torch.zeros_like(force)) \
-                * (self.scale * nz)
-        else:
-            step = self.scale * force
+        if pull is not None:
+            force = pull(force)                     # through the decoder and image tower
+        elif self.features == "latent":
+            force = sphere_pullback(force, f, nz)   # tangent to the sphere, in latent units
+        step = guidance_step(force, z, self.scale, self.normalize)
         callback_kwargs["latents"] = apply_update(latents, z + step, "ParticleGuidance")
         return callback_kwargs
 

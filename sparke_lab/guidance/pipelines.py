@@ -3,8 +3,9 @@
 * Prompt features come from the pipeline's own text encoder, pooled and L2-normalised:
   SD 1.x/2.x use the CLIP text model's pooled output (``pooler_output`` or ``text_embeds``),
   SDXL the projected pooled output of ``text_encoder_2``, PixArt-Sigma (T5) the mean of the
-  token states under the attention mask. The 2-D toy uses one-hot class vectors.
-  A user may pass ``encoder=callable(list_of_prompts) -> (n, e) tensor`` instead.
+  token states under the attention mask. A pipeline with a ``prompt_features(prompts)``
+  method gives its own (the 2-D toy's :class:`~sparke_lab.models.ToyPipeline`: one-hot
+  classes). A user may pass ``encoder=callable(list_of_prompts) -> (n, e) tensor`` instead.
 * Hooking in: diffusers 0.42 pipelines call ``callback_on_step_end`` after each
   ``scheduler.step``. PixArt-Sigma in 0.42 only has the legacy ``callback(step, t, latents)``:
   :func:`call_pipeline` adapts a step-end callback to it by writing the new latents *in
@@ -23,16 +24,11 @@ import torch
 FAMILIES = ("sd", "sdxl", "pixart", "toy2d", "generic")
 
 
-def is_toy(pipe) -> bool:
-    """True for the 2-D toy denoiser of :mod:`sparke_lab.models` (duck-typed)."""
-    return hasattr(pipe, "null_class") and hasattr(pipe, "n_classes") and hasattr(pipe, "sample")
-
-
 def pipeline_family(pipe) -> str:
     """One of ``sd``, ``sdxl``, ``pixart``, ``toy2d``, ``generic``, from the class and components."""
-    if is_toy(pipe):
-        return "toy2d"
     name = type(pipe).__name__.lower()
+    if "toy" in name:
+        return "toy2d"
     if "pixart" in name:
         return "pixart"
     if "xl" in name or getattr(pipe, "text_encoder_2", None) is not None:
@@ -94,7 +90,8 @@ def encode_prompts(pipe, prompts: Sequence, encoder: Optional[Callable] = None,
     """L2-normalised pooled prompt features (n, e), float32, from the pipeline's own encoder.
 
     ``prompts``: strings (class indices for the 2-D toy). ``encoder``: a callable mapping a
-    list of prompts to an (n, e) tensor or array, overriding the pipeline's encoder.
+    list of prompts to an (n, e) tensor or array, overriding the pipeline's encoder; a
+    pipeline's own ``prompt_features(prompts)`` method comes next.
     Computed once per :func:`~sparke_lab.guidance.generate` call.
     Taught in: 08_guided_generation_digits.
     """
@@ -110,12 +107,10 @@ def encode_prompts(pipe, prompts: Sequence, encoder: Optional[Callable] = None,
         if not bool(torch.isfinite(T).all()):
             raise ValueError("encoder returned NaN/Inf prompt features")
         return _normalise(T)
+    own = getattr(pipe, "prompt_features", None)
+    if callable(own):  # a pipeline that knows its prompt features (the 2-D toy)
+        return _normalise(torch.as_tensor(own(prompts)).cpu())
     fam = pipeline_family(pipe)
-    if fam == "toy2d":
-        lab = torch.as_tensor([int(p) for p in prompts])
-        if lab.min() < 0 or lab.max() >= pipe.n_classes:
-            raise ValueError(f"toy prompts are class indices 0..{pipe.n_classes - 1}")
-        return torch.nn.functional.one_hot(lab, pipe.n_classes).float()
     if not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be strings")
     out = []
@@ -155,16 +150,7 @@ def call_pipeline(pipe, callback=None, **kwargs):
 
     Pipelines with ``callback_on_step_end`` get it directly. Others (PixArt-Sigma in diffusers
     0.42) get the legacy ``callback(step, t, latents)`` whose new latents are copied in place.
-    The 2-D toy is sampled with ``sample_toy2d`` (``prompt`` = class indices).
     """
-    if is_toy(pipe):
-        from ..models.toy2d import sample_toy2d
-
-        labels = kwargs.pop("prompt")
-        steps = kwargs.pop("num_inference_steps", 50)
-        kwargs.pop("output_type", None)
-        kwargs.pop("num_images_per_prompt", None)
-        return sample_toy2d(pipe, labels, num_steps=steps, callback_on_step_end=callback, **kwargs)
     if callback is None:
         return pipe(**kwargs)
     if supports_step_end_callback(pipe):
@@ -194,3 +180,45 @@ class LegacyCallbackAdapter:
         new = out.get("latents", latents)
         if new is not latents:
             latents.copy_(new.to(latents.dtype))
+
+
+@torch.no_grad()
+def predict_clean_latents(pipe, step_index: int, latents: torch.Tensor, callback_kwargs):
+    """``(x0_hat, d x0_hat / d z)`` of the latents after step ``step_index``: one extra
+    denoiser call (with the pipeline's CFG), eps (or v) held fixed, so the derivative is the
+    scalar ``1 / sqrt(alpha_bar)`` (``sqrt(alpha_bar)`` for v prediction); None at the last
+    step (x0 = z). SD-family pipelines (``unet`` + ``prompt_embeds``) with a
+    variance-preserving scheduler (DDIM, DDPM, PNDM, DPM-Solver; not Euler/Heun's
+    sigma-scaled latents). Used by the ``x0`` and semantic guidance features."""
+    sched = pipe.scheduler
+    ts = sched.timesteps
+    if step_index + 1 >= len(ts):
+        return None
+    emb = callback_kwargs.get("prompt_embeds")
+    unet = getattr(pipe, "unet", None)
+    if emb is None or unet is None:
+        raise ValueError("features on the predicted clean sample need an SD-family pipeline (a unet "
+                         "and prompt_embeds in the callback inputs)")
+    pred = getattr(sched.config, "prediction_type", "epsilon")
+    if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0 or \
+            getattr(sched, "alphas_cumprod", None) is None or pred not in ("epsilon", "v_prediction"):
+        raise ValueError(f"features on the predicted clean sample support variance-preserving "
+                         f"schedulers with epsilon or v prediction, not {type(sched).__name__} ({pred})")
+    t = ts[step_index + 1]
+    B = latents.shape[0]
+    cfg = emb.shape[0] == 2 * B
+    inp = torch.cat([latents, latents]) if cfg else latents
+    inp = sched.scale_model_input(inp, t)
+    kw = {}
+    if getattr(pipe, "_added_cond_kwargs", None):
+        kw["added_cond_kwargs"] = pipe._added_cond_kwargs
+    out = unet(inp, t, encoder_hidden_states=emb, return_dict=False, **kw)[0].float()
+    if cfg:
+        u, c = out.chunk(2)
+        out = u + float(getattr(pipe, "guidance_scale", 1.0)) * (c - u)
+    a = sched.alphas_cumprod[int(t)].to(latents.device).float()
+    z = latents.float()
+    if pred == "epsilon":
+        return (z - (1 - a).sqrt() * out) / a.sqrt(), float(1.0 / a.sqrt())
+    return a.sqrt() * z - (1 - a).sqrt() * out, float(a.sqrt())
+

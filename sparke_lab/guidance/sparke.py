@@ -22,20 +22,22 @@ Taught in: 07_guided_sampling_2d (the objective and its gradient on 2-D points),
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from ..kernels import check_kernel, check_sigma, kernel_matrix
+from ..kernels import check_kernel, check_sigma
 from ._base import (GuidanceCallback, apply_update, check_scale, generate as _generate)
-from .bank import MemoryBank, SketchBank, kernel_row_loss_grad, prompt_weights
-from .pipelines import pool_prompt_embeds
+from .bank import MemoryBank, SketchBank
+from .objectives import (NORMALIZATIONS, bank_kernel_mass, bank_loss_grad, guidance_step,
+                         kernel_mass, peer_loss_grad, prompt_gate, sphere_features,
+                         sphere_pullback, vendi_loss_grad)
+from .pipelines import pool_prompt_embeds, predict_clean_latents
+from .semantic import ClipFeatures, resolve_clip_features, semantic_features
 
 OBJECTIVES = ("cond-rke", "rke", "vendi", "cond-vendi")
-NORMALIZATIONS = ("published", "none")
-FEATURES = ("latent", "raw", "x0")
+FEATURES = ("latent", "raw", "x0", "clip")
 
 #: Recommended settings per model family (measured; see docs/guidance.md).
 RECOMMENDED = {
@@ -43,6 +45,10 @@ RECOMMENDED = {
                   window=(0.0, 0.8), normalize="none"),
     "digits": dict(features="latent", sigma_image=0.5, sigma_text=0.3, scale=0.1, every=10,
                    normalize="published"),
+    "digits-latent": dict(features="latent", sigma_image=0.5, sigma_text=0.3, scale=0.1, every=10,
+                          normalize="published"),
+    "digits-clip": dict(features="clip", sigma_image=0.8, sigma_text=0.3, scale=4.0, every=2,
+                        window=(0.0, 0.4), normalize="none"),
     "stable-diffusion": dict(features="latent", sigma_image=0.8, sigma_text=0.3, scale=0.03,
                              every=10, normalize="published"),
 }
@@ -60,11 +66,19 @@ class SparkeGuidance(GuidanceCallback):
     every: guide every k-th step (step indices 0, k, 2k, ...); paper: 10 of 50.
     window: optional ``(start, end)`` fractions of the run in which guidance acts.
     kernel, kernel_text: ``"gaussian"`` or ``"cosine"``.
-    normalize: ``"published"`` (default; step length ``scale * ||z||``) or ``"none"``.
+    normalize: ``"published"`` (default; step length ``scale * ||z||``, the official code),
+        ``"gated"`` (that length times the share of the sample's kernel neighbourhood whose
+        prompts are related, ``sum w k^2 / sum k^2``: a prompt unrelated to everything in the
+        bank gets no step; exact banks and RKE objectives) or ``"none"`` (``scale`` times the
+        gradient averaged over rows).
     features: ``"latent"`` (flattened latent / its norm, default), ``"raw"`` (flattened
         latent as is: for the 2-D toy, sigma on the data scale), ``"x0"`` (the normalised
         predicted clean latent, one extra denoiser call per guided step; SD-family pipelines
-        with DDIM/DDPM/PNDM/DPM-Solver), or a differentiable callable
+        with DDIM/DDPM/PNDM/DPM-Solver), semantic features (the paper's "ambient" mode: a
+        :class:`~sparke_lab.guidance.semantic.ClipFeatures`, an image-text model on the
+        VAE-decoded predicted clean image, with prompt features from its text tower;
+        ``"clip"`` is the shipped digits encoder on the digits pipeline), or a differentiable
+        callable
         ``f(latents) -> (B, d)`` (e.g. a feature of the predicted clean sample); its
         gradient is taken with autograd.
     bank: a :class:`MemoryBank` (default, created empty), a :class:`SketchBank`, or
@@ -96,8 +110,12 @@ class SparkeGuidance(GuidanceCallback):
             raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"unknown normalize {normalize!r}; choose one of {NORMALIZATIONS}")
-        if not callable(features) and features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES} or a callable, got {features!r}")
+        if normalize == "gated" and objective in ("vendi", "cond-vendi"):
+            raise ValueError("normalize='gated' gates the RKE row loss; use 'published' or 'none' "
+                             f"with objective {objective!r}")
+        if not callable(features) and not isinstance(features, ClipFeatures) and features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, a ClipFeatures or a callable, "
+                             f"got {features!r}")
         self.objective = objective
         self.kernel = check_kernel(kernel)
         self.kernel_text = check_kernel(kernel_text)
@@ -137,7 +155,9 @@ class SparkeGuidance(GuidanceCallback):
         self.reference = reference
         self.last_stats: Dict[str, float] = {}
         self.n_skipped = 0
+        self._gate = None  # the prompt gate of the last RKE loss (normalize="gated")
         self._x0_ctx = None
+        self._pipe = None
         self.register_to_config(objective=objective, sigma_image=self.sigma_image,
                                 sigma_text=self.sigma_text, scale=self.scale, every=self.every,
                                 window=list(self.window), kernel=self.kernel,
@@ -160,12 +180,38 @@ class SparkeGuidance(GuidanceCallback):
         return self.in_batch or self.objective in ("vendi", "cond-vendi")
 
     @property
+    def semantic(self) -> bool:
+        """Whether the features are semantic (an image-text model on the decoded predicted
+        clean image, :class:`~sparke_lab.guidance.semantic.ClipFeatures`)."""
+        return isinstance(self.features, ClipFeatures) or \
+            (isinstance(self.features, str) and self.features == "clip")
+
+    @property
+    def needs_x0(self) -> bool:
+        return self.semantic or (isinstance(self.features, str) and self.features == "x0")
+
+    @property
     def tensor_inputs(self):
         # Without prompt features set in advance, pool them from the pipeline's embeddings;
-        # features="x0" runs the denoiser with the pipeline's prompt embeddings.
-        if (self._prompt_features is None and self.conditional) or self.features == "x0":
+        # features on x0 run the denoiser with the pipeline's prompt embeddings.
+        if (self._prompt_features is None and self.conditional) or self.needs_x0:
             return ["latents", "prompt_embeds"]
         return ["latents"]
+
+    def resolve_features(self, pipe) -> None:
+        """Turn ``features="clip"`` into the image-text model of ``pipe``: the shipped digits
+        encoder for the digits pipeline; for any other pipeline pass
+        ``features=ClipFeatures.from_pretrained(path)`` (a local CLIP checkpoint)."""
+        self.features = resolve_clip_features(self.features, pipe)
+
+    def prompt_encoder_for(self, pipe):
+        """The prompt encoder guidance needs for ``pipe``: the image-text model's text tower
+        with semantic features (the prompt kernel lives in the same model), else None (the
+        pipeline's own text encoder)."""
+        if not self.semantic:
+            return None
+        self.resolve_features(pipe)
+        return self.features.encode_prompts
 
     def __repr__(self) -> str:
         return (f"SparkeGuidance(objective={self.objective!r}, sigma_image={self.sigma_image}, "
@@ -192,6 +238,13 @@ class SparkeGuidance(GuidanceCallback):
     def featurize(self, latents: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
         """Features ``F`` (B, D) float32 of ``latents`` and the pull-back ``dL/dF -> dL/dz``."""
         z = latents.detach().float().reshape(latents.shape[0], -1)
+        if self.semantic:
+            if self._pipe is None or not isinstance(self.features, ClipFeatures):
+                raise ValueError("semantic features are computed inside a pipeline call (they decode "
+                                 "the predicted clean sample with its VAE): use generate() or "
+                                 "pipe(..., callback_on_step_end=guidance)")
+            ctx, self._x0_ctx = self._x0_ctx, None
+            return semantic_features(self.features, self._pipe, latents, ctx)
         if callable(self.features):
             zz = latents.detach().float().clone().requires_grad_(True)
             with torch.enable_grad():
@@ -208,45 +261,45 @@ class SparkeGuidance(GuidanceCallback):
         if ctx is not None and ctx[0].shape == latents.shape:
             # predicted clean sample x0 ~ (z - sqrt(1 - a) eps) / sqrt(a), eps held fixed:
             # d f / d z = (I - f f^T) / (|x0| sqrt(a))
-            x0, dz = ctx[0].reshape(z.shape), ctx[1]
-            n0 = torch.linalg.vector_norm(x0, dim=1, keepdim=True).clamp_min(1e-12)
-            f0 = x0 / n0
-            return f0, (lambda gF: (gF - (gF * f0).sum(1, keepdim=True) * f0) / n0 * dz)
-        nz = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
-        f = z / nz
-
-        def pull(gF):  # d(z/|z|)/dz = (I - f f^T) / |z|
-            return (gF - (gF * f).sum(1, keepdim=True) * f) / nz
-        return f, pull
+            dz = ctx[1]
+            f0, n0 = sphere_features(ctx[0].reshape(z.shape))
+            return f0, (lambda gF: sphere_pullback(gF, f0, n0) * dz)
+        f, nz = sphere_features(z)
+        return f, (lambda gF: sphere_pullback(gF, f, nz))
 
     # ---------------------------------------------------------------- objectives
     def _rke_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
         Tq = T if self.conditional else None
         kw = dict(kernel=self.kernel, sigma=self.sigma_image, kernel_t=self.kernel_text,
                   sigma_t=self.sigma_text)
-        loss, grad = self.bank.loss_and_grad(F, Tq, **kw)
+        loss, grad = bank_loss_grad(self.bank, F, Tq, **kw)
         rows = len(self.bank)
         if self.reference is not None and len(self.reference):
-            l2, g2 = self.reference.loss_and_grad(F, Tq, **kw)
+            l2, g2 = bank_loss_grad(self.reference, F, Tq, **kw)
             loss, grad, rows = loss + l2, grad + g2, rows + len(self.reference)
         Fp, Tp, start = peers if peers is not None else (F, Tq, 0)  # the whole round's samples
         if self.in_batch and Fp.shape[0] > 1:
-            w = torch.ones(Fp.shape[0], F.shape[0], device=F.device, dtype=F.dtype) if Tq is None \
-                else prompt_weights(Tp, Tq, self.kernel_text, self.sigma_text)
-            own = torch.arange(F.shape[0], device=F.device)
-            # the self-pair (k = 1, zero gradient) gets weight 0: left in, its gradient would
-            # cancel only to round-off, and the published normalisation would blow that noise
-            # up to a full step for a sample with no similar neighbours
-            w[start + own, own] = 0.0
-            l3, g3 = kernel_row_loss_grad(Fp, F, self.kernel, self.sigma_image, w)
+            l3, g3 = peer_loss_grad(Fp, Tp, F, Tq, start, **kw)
             loss, grad = loss + l3, grad + g3
             rows += Fp.shape[0] - 1
+        self._gate = None
+        if self.normalize == "gated":
+            self._gate = torch.ones_like(loss) if Tq is None else prompt_gate(loss, self._mass(F, Fp))
         return loss, grad, rows
 
+    def _mass(self, F: torch.Tensor, Fp: torch.Tensor) -> torch.Tensor:
+        """``sum_i k_X(x_i, f)^2`` over every row the loss sums (bank, reference, peers without
+        the self-pair): the loss with all prompt weights 1."""
+        m = bank_kernel_mass(self.bank, F, self.kernel, self.sigma_image)
+        if self.reference is not None and len(self.reference):
+            m = m + bank_kernel_mass(self.reference, F, self.kernel, self.sigma_image)
+        if self.in_batch and Fp.shape[0] > 1:
+            m = m + kernel_mass(Fp, F, self.kernel, self.sigma_image) - 1.0  # k(f, f)^2 = 1
+        return m
+
     def _vendi_loss_grad(self, F: torch.Tensor, T: Optional[torch.Tensor], peers=None):
-        """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient
-        w.r.t. the batch rows, via ``dH/dA = V diag(-(log lam + 1)) V^T`` (stable for
-        repeated eigenvalues). O(N^2 D + N^3)."""
+        """``-H_1`` of the (joint) kernel of bank + reference + batch and its gradient w.r.t.
+        the batch rows (:func:`~.objectives.vendi_loss_grad`). O(N^2 D + N^3)."""
         Xs, Ts = [], []
         for b in (self.bank, self.reference):
             if b is not None and len(b):
@@ -258,38 +311,12 @@ class SparkeGuidance(GuidanceCallback):
         if self.conditional:
             Ts.append(Tp)
         X = torch.cat(Xs).double()
-        N, B = X.shape[0], F.shape[0]
+        N = X.shape[0]
         first = N - Fp.shape[0] + start                          # this process's rows
-        KX = kernel_matrix(X, kernel=self.kernel, sigma=self.sigma_image)  # unit diagonal
-        KT = None
-        if self.conditional:
-            Tall = torch.cat(Ts).double()
-            KT = prompt_weights(Tall, Tall, self.kernel_text, self.sigma_text).sqrt()
-            KT.fill_diagonal_(1.0)
-        K = KX if KT is None else KX * KT
-        lam, V = torch.linalg.eigh(K / N)
-        lam = lam.clamp_min(0.0)
-        pos = lam > 1e-12
-        H = -(lam[pos] * lam[pos].log()).sum()
-        dlog = torch.where(pos, -(lam.clamp_min(1e-300).log() + 1.0), torch.zeros_like(lam))
-        G = (V * dlog) @ V.T / N                                  # dH/dK
-        rows = slice(first, first + B)
-        C = G[rows] * (KX[rows] if KT is None else KX[rows] * KT[rows])  # (B, N)
-        own = torch.arange(B, device=C.device)
-        C[own, first + own] = 0.0   # k(f, f) = 1 has no gradient; avoid round-off cancellation
-        Fb = X[rows]
-        if self.kernel == "gaussian":
-            # dH/df_b = 2 sum_j G_bj KT_bj dk/df_b,  dk/df_b = -k (f_b - x_j) / sigma^2
-            dH = (-2.0 / self.sigma_image ** 2) * (C.sum(1, keepdim=True) * Fb - C @ X)
-        else:
-            nb = Fb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            nx = X.norm(dim=1).clamp_min(1e-12)
-            Gw = G[rows] * (1.0 if KT is None else KT[rows])
-            Gw[own, first + own] = 0.0
-            kb = KX[rows]
-            dH = 2.0 * ((Gw / nx[None]) @ X / nb - (Gw * kb).sum(1, keepdim=True) * Fb / nb ** 2)
-        loss = torch.full((B,), float(-H), dtype=F.dtype, device=F.device)
-        return loss, (-dH).to(F.dtype), N - 1
+        loss, grad = vendi_loss_grad(X, torch.cat(Ts).double() if self.conditional else None,
+                                     first, F.shape[0], self.kernel, self.sigma_image,
+                                     self.kernel_text, self.sigma_text)
+        return loss.to(F.dtype), grad.to(F.dtype), N - 1
 
     def loss_and_grad(self, F: torch.Tensor, T: Optional[torch.Tensor] = None, peers=None):
         """Per-sample loss and its gradient w.r.t. the features ``F`` (B, D), plus the row count.
@@ -311,6 +338,7 @@ class SparkeGuidance(GuidanceCallback):
         """
         B = latents.shape[0]
         z = latents.detach().float().reshape(B, -1)
+        self._gate = None
         F, pull = self.featurize(latents)
         if T is not None:
             T = T.to(F.device, torch.float32)
@@ -339,14 +367,16 @@ class SparkeGuidance(GuidanceCallback):
             warnings.warn(f"SPARKE: non-finite gradient for {int((~ok).sum())} of {B} samples; "
                           "their guidance step is skipped", RuntimeWarning, stacklevel=2)
             g = torch.where(ok[:, None], g, torch.zeros_like(g))
-        if self.normalize == "published":
-            gn = torch.linalg.vector_norm(g, dim=1, keepdim=True)
-            step = torch.where(gn > 0, g / gn.clamp_min(1e-30), torch.zeros_like(g))
-            step = step * (self.scale * torch.linalg.vector_norm(z, dim=1, keepdim=True))
-        else:
-            step = self.scale * g / max(rows, 1)
+        gate = self._gate
+        if gate is not None and not bool(valid.all()):
+            full = torch.zeros(B, device=gate.device, dtype=gate.dtype)
+            full[valid] = gate
+            gate = full
+        step = guidance_step(g, z, self.scale, self.normalize, rows, gate=gate)
         self.last_stats = {"loss": float(loss.mean()), "step_norm": float(step.norm(dim=1).mean()),
                            "rows": float(rows)}
+        if gate is not None:
+            self.last_stats["gate"] = float(gate.mean())
         return apply_update(latents, z - step, "SPARKE")
 
     def _prompts_for(self, latents: torch.Tensor, callback_kwargs: Dict[str, Any]) -> Optional[torch.Tensor]:
@@ -360,17 +390,21 @@ class SparkeGuidance(GuidanceCallback):
                     raise ValueError(f"{T.shape[0]} prompt features for a batch of {B} latents")
             return T.to(latents.device)
         emb = callback_kwargs.get("prompt_embeds")
+        if self.semantic:  # the prompt kernel lives in the image-text model: set_prompts() gives it
+            return None
         if emb is not None and (self.conditional or self.bank.has_prompts or len(self.bank) == 0):
             return pool_prompt_embeds(emb, B).to(latents.device)
         return None
 
     def apply(self, pipeline, step_index, total, timestep, callback_kwargs):
         latents = callback_kwargs["latents"]
+        self._pipe = pipeline
+        self.resolve_features(pipeline)
         T = self._prompts_for(latents, callback_kwargs)
         if self.scale > 0 and self.acts_on(step_index, total):
             has_rows = len(self.bank) > 0 or (self.reference is not None and len(self.reference) > 0) \
                 or (self.in_batch and latents.shape[0] > 1) or (self.group is not None and self.group.distributed)
-            if self.features == "x0" and has_rows:
+            if self.needs_x0 and has_rows:
                 self._x0_ctx = self._predict_x0(pipeline, step_index, latents, callback_kwargs)
             latents = self.guide_latents(latents, T)
             callback_kwargs["latents"] = latents
@@ -378,43 +412,9 @@ class SparkeGuidance(GuidanceCallback):
             self._add_finished(latents, T)
         return callback_kwargs
 
-    @torch.no_grad()
     def _predict_x0(self, pipe, step_index, latents, callback_kwargs):
-        """``(x0_hat, 1 / sqrt(alpha_bar))`` of the latents after step ``step_index`` (one
-        extra denoiser call, with the pipeline's CFG), or None at the last step (x0 = z).
-        SD-family pipelines (``unet`` + ``prompt_embeds``) with a variance-preserving
-        scheduler (DDIM, DDPM, PNDM, DPM-Solver; not Euler/Heun's sigma-scaled latents)."""
-        sched = pipe.scheduler
-        ts = sched.timesteps
-        if step_index + 1 >= len(ts):
-            return None
-        emb = callback_kwargs.get("prompt_embeds")
-        unet = getattr(pipe, "unet", None)
-        if emb is None or unet is None:
-            raise ValueError("features='x0' needs an SD-family pipeline (a unet and prompt_embeds "
-                             "in the callback inputs)")
-        pred = getattr(sched.config, "prediction_type", "epsilon")
-        if float(getattr(sched, "init_noise_sigma", 1.0)) != 1.0 or \
-                getattr(sched, "alphas_cumprod", None) is None or pred not in ("epsilon", "v_prediction"):
-            raise ValueError(f"features='x0' supports variance-preserving schedulers with epsilon or "
-                             f"v prediction, not {type(sched).__name__} ({pred})")
-        t = ts[step_index + 1]
-        B = latents.shape[0]
-        cfg = emb.shape[0] == 2 * B
-        inp = torch.cat([latents, latents]) if cfg else latents
-        inp = sched.scale_model_input(inp, t)
-        kw = {}
-        if getattr(pipe, "_added_cond_kwargs", None):
-            kw["added_cond_kwargs"] = pipe._added_cond_kwargs
-        out = unet(inp, t, encoder_hidden_states=emb, return_dict=False, **kw)[0].float()
-        if cfg:
-            u, c = out.chunk(2)
-            out = u + float(getattr(pipe, "guidance_scale", 1.0)) * (c - u)
-        a = sched.alphas_cumprod[int(t)].to(latents.device).float()
-        z = latents.float()
-        if pred == "epsilon":
-            return (z - (1 - a).sqrt() * out) / a.sqrt(), float(1.0 / a.sqrt())
-        return a.sqrt() * z - (1 - a).sqrt() * out, float(a.sqrt())
+        """:func:`~sparke_lab.guidance.pipelines.predict_clean_latents` (one extra denoiser call)."""
+        return predict_clean_latents(pipe, step_index, latents, callback_kwargs)
 
     def _add_finished(self, latents: Optional[torch.Tensor], T: Optional[torch.Tensor]) -> None:
         """Add the finished samples to the bank; on several processes every rank's finished

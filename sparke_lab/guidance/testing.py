@@ -35,6 +35,23 @@ def _clip_text(tok, hidden=32, projection=False, proj_dim=32):
 
 
 
+def tiny_clip_model(tok, image_size: int = 16, proj_dim: int = 16):
+    """A seeded ``transformers.CLIPModel`` (3-channel ViT, 4x4 patches, width 32) on ``tok``'s
+    vocabulary: the semantic-guidance path of a real CLIP checkpoint, in miniature."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4,
+                          max_position_embeddings=tok.model_max_length, projection_dim=proj_dim,
+                          bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    vision = CLIPVisionConfig(image_size=image_size, patch_size=4, num_channels=3, hidden_size=32,
+                              intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              projection_dim=proj_dim)
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=proj_dim)
+    return CLIPModel(cfg).eval()
+
+
 def _tiny_unet(cls, **kw):
     """A seeded 8x8, 4-channel UNet of two small blocks; ``kw`` sets the family's blocks."""
     torch.manual_seed(0)

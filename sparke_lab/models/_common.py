@@ -9,12 +9,13 @@ into the installed package.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.resources
 import json
 import os
 from pathlib import Path
 from typing import Optional, Union
+
+from ..utils import torch_threads  # noqa: F401  (digits and judge import it from here)
 
 PathLike = Union[str, os.PathLike]
 
@@ -26,6 +27,7 @@ RETRAIN = {
     "toy2d": "sparke-lab train toy2d",
     "digits-sd": "sparke-lab train digits",
     "judge": "sparke-lab train judge",
+    "digits-clip": "sparke-lab train clip",
 }
 
 
@@ -120,21 +122,3 @@ def load_safetensors(path: Path, name: str, device="cpu") -> dict:
 def dir_size_bytes(path: Path) -> int:
     """Total size in bytes of the files under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-@contextlib.contextmanager
-def torch_threads(n: Optional[int]):
-    """Temporarily set torch's intra-op thread count (``None``: leave it unchanged).
-
-    Tiny models (the 2-D toy MLP) run fastest on one thread, and on a small shared CPU extra
-    threads that spin-wait make them many times slower.
-    """
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from ..utils import make_generator, pick_device, pick_dtype, set_seed
 from ._common import (PathLike, corrupted_checkpoint, dir_size_bytes, missing_checkpoint,
-                      model_dir, train_dir, torch_threads)
-from .captions import (Prompt, all_prompts, load_prompt_set, sample_caption_indices,
+                      model_dir, torch_threads, train_dir)
+from .captions import (Prompt, all_prompts, load_prompt_set, sample_training_pairs,
                        training_captions)
 from .digits_data import IMAGE_SIZE, digits_arrays, digits_real_images, random_shift
 
@@ -256,12 +256,13 @@ def train_digits(out_dir: Optional[PathLike] = None, quick: bool = False, seed: 
         for p in list(ema_unet.parameters()) + list(ema_te.parameters()):
             p.requires_grad_(False)
         rng = np.random.default_rng(seed)
+        pool = [np.flatnonzero(labels.numpy() == d) for d in range(10)]
         unet.train()
         text_encoder.train()
         bar = tqdm(range(unet_steps), desc="unet", disable=not progress)
         for step in bar:
-            idx = torch.from_numpy(rng.integers(len(mean), size=batch_size))
-            cap_idx = torch.from_numpy(sample_caption_indices(labels[idx].numpy(), rng))
+            img_idx, cap_idx = sample_training_pairs(pool, batch_size, rng)
+            idx, cap_idx = torch.from_numpy(img_idx), torch.from_numpy(cap_idx)
             z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * scaling
             t = torch.randint(0, 1000, (batch_size,), generator=g)
             noise = torch.randn(z0.shape, generator=g)
@@ -386,21 +387,11 @@ def load_digits_pipeline(device=None, dtype=None, path: Optional[PathLike] = Non
             raise corrupted_checkpoint("digits-sd", folder, exc) from exc
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=not progress_bar)
+    pipe.sparke_lab_model = "digits"  # guidance's features="clip" finds the digits encoder by it
     return pipe
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _spread(pred: np.ndarray, valid: Sequence[int]) -> Dict:
-    valid = list(valid)
-    counts = np.array([np.sum(pred == d) for d in valid], dtype=float)
-    if counts.sum() == 0:
-        return {"entropy_norm": 0.0, "effective_digits": 0.0, "max_share": 0.0}
-    p = counts / counts.sum()
-    h = -np.sum(p[p > 0] * np.log(p[p > 0]))
-    return {"entropy_norm": float(h / np.log(len(valid))), "effective_digits": float(np.exp(h)),
-            "max_share": float(p.max())}
-
-
 @torch.no_grad()
 def generate_digits(pipe, prompts: Sequence[str], images_per_prompt: int = 1,
                     num_inference_steps: int = 25, guidance_scale: float = 5.0, seed: int = 0,
@@ -429,14 +420,21 @@ def evaluate_digits_pipeline(pipe, judge, guidance_scales: Sequence[float] = (3.
                              batch_size: int = 256) -> Dict:
     """The quality report of a digits pipeline, judged by ``judge``.
 
-    For each guidance scale: the fraction of single-digit prompts' images that show the named
-    digit (``single_accuracy``), the fraction of broad prompts' images that show a valid digit
-    (``broad_valid``), and the spread of broad prompts over their valid digits (normalised
-    entropy in [0,1], effective number of digits, share of the most frequent digit; means over
-    broad prompts). CFG is expected to shrink the spread: that collapse is what diversity
-    guidance must undo. Also the per-prompt numbers and the sampling time.
-    Used in notebook 08_guided_generation_digits.
+    For each guidance scale ``w`` (key ``cfg_{w}``): ``single_accuracy`` (share of the
+    single-digit prompts' images the judge reads as the named digit; a rejected image counts
+    as wrong) and ``single_per_digit``; ``broad_valid`` (share of broad prompts' images that
+    show a valid digit); and per broad cluster (``clusters``, pooled over its phrasings):
+    ``validity``, ``spread`` (order-2 effective number of valid digits), ``tv`` (total
+    variation between the class distribution of its valid images and the designed caption
+    distribution) and the two distributions, from
+    :func:`sparke_lab.metrics.cluster_class_metrics`; ``broad_spread`` and ``broad_tv`` are
+    their means over clusters. CFG is expected to pull the distribution towards each
+    cluster's dominant digit (TV up, spread down): the collapse diversity guidance must undo.
+    Also the sampling time. Used by ``benchmarks/digits_collapse.py`` and in notebook
+    08_guided_generation_digits.
     """
+    from ..metrics import cluster_class_metrics
+
     rep: Dict = {"num_inference_steps": num_inference_steps, "seed": seed,
                  "single_per_prompt": single_per_prompt, "broad_per_prompt": broad_per_prompt}
     for w in guidance_scales:
@@ -453,17 +451,28 @@ def evaluate_digits_pipeline(pipe, judge, guidance_scales: Sequence[float] = (3.
             ok = np.array([[d in p.valid_digits for d in row] for p, row in zip(ps, pred)])
             if name == "single":
                 r["single_accuracy"] = round(float(ok.mean()), 4)
+                r["single_rejected"] = round(float((pred == -1).mean()), 4)
                 r["single_per_digit"] = {str(d): round(float(ok[[p.cluster == d for p in ps]]
                                                                 .mean()), 3) for d in range(10)}
-            else:
-                r[f"{name}_valid"] = round(float(ok.mean()), 4)
-                spreads = [_spread(row, p.valid_digits) for p, row in zip(ps, pred)]
-                for key in ("entropy_norm", "effective_digits", "max_share"):
-                    r[f"{name}_spread_{key}"] = round(float(np.mean([s[key] for s in spreads])), 4)
-                r[f"{name}_per_prompt"] = {
-                    p.prompt: {"valid": round(float(o.mean()), 3),
-                               "counts": {str(d): int(np.sum(row == d)) for d in range(10)}}
-                    for p, row, o in zip(ps, pred, ok)}
+                continue
+            r[f"{name}_valid"] = round(float(ok.mean()), 4)
+            r[f"{name}_rejected"] = round(float((pred == -1).mean()), 4)
+            clusters: Dict[str, Dict] = {}
+            for c in sorted({p.cluster for p in ps}):
+                rows = [i for i, p in enumerate(ps) if p.cluster == c]
+                p0 = ps[rows[0]]
+                m = cluster_class_metrics(pred[rows].ravel(), p0.valid_digits,
+                                          p0.class_weights or None)
+                clusters[p0.cluster_name] = {
+                    "n": m["n"], "validity": round(m["validity"], 4),
+                    "spread": round(m["spread"], 4), "tv": round(m["tv"], 4),
+                    "distribution": {str(d): round(float(v), 4)
+                                     for d, v in zip(p0.valid_digits, m["distribution"])},
+                    "caption_distribution": {str(d): v for d, v in
+                                             zip(p0.valid_digits, p0.class_weights)}}
+            r[f"{name}_clusters"] = clusters
+            r[f"{name}_spread"] = round(float(np.nanmean([v["spread"] for v in clusters.values()])), 4)
+            r[f"{name}_tv"] = round(float(np.nanmean([v["tv"] for v in clusters.values()])), 4)
         r["seconds"] = round(time.perf_counter() - t0, 2)
         r["images"] = n_img
         rep[f"cfg_{w:g}"] = r
@@ -484,27 +493,23 @@ def save_digits_grid(pipe, path: PathLike, prompts: Optional[Sequence[str]] = No
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from ..plotting import plot_image_rows
+
     ps = load_prompt_set("mini") if prompts is None else \
         [Prompt(p, tuple(range(10)), -1, "", "custom") for p in prompts]
     imgs = generate_digits(pipe, [p.prompt for p in ps], images_per_prompt, num_inference_steps,
                            guidance_scale, seed=seed)
     pred = judge.predict(imgs) if judge is not None else None
     n, k = len(ps), images_per_prompt
-    fig, axes = plt.subplots(n, k, figsize=(0.75 * k + 2.2, 0.8 * n), squeeze=False)
-    for i, p in enumerate(ps):
-        for j in range(k):
-            ax = axes[i, j]
-            ax.imshow(imgs[i * k + j, 0].numpy(), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if pred is not None:
-                d = int(pred[i * k + j])
-                ax.set_title(str(d), fontsize=7, pad=1,
-                             color="black" if d in p.valid_digits else "red")
-        axes[i, 0].set_ylabel(p.prompt, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"digits mini-SD: {num_inference_steps} DDIM steps, CFG {guidance_scale:g}, "
-                 f"seed {seed}", fontsize=9)
+    rows = [[imgs[i * k + j, 0].numpy() for j in range(k)] for i in range(n)]
+    titles = None if pred is None else \
+        [[(str(int(d)), "black" if int(d) in p.valid_digits else "red") for d in pred[i * k:(i + 1) * k]]
+         for i, p in enumerate(ps)]
+    fig = plot_image_rows(rows, (0.75 * k + 2.2, 0.8 * n), row_labels=[p.prompt for p in ps],
+                          cell_titles=titles, frame=True, interpolation="nearest",
+                          title=f"digits mini-SD: {num_inference_steps} DDIM steps, CFG "
+                                f"{guidance_scale:g}, seed {seed}", title_size=9,
+                          cell_title_kw=dict(fontsize=7, pad=1))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

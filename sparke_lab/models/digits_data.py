@@ -70,3 +70,20 @@ def random_shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 1) -> tor
     for i in range(B):
         out[i] = xp[i, :, sh[i, 0]:sh[i, 0] + H, sh[i, 1]:sh[i, 1] + W]
     return out
+
+
+def augment_digits(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random small affine jitter (shift <=1.5 px, rotation <=10 deg, scale 0.9-1.1) + noise.
+
+    The training augmentation of the judge and of the digits image-text encoder."""
+    B = x.shape[0]
+    ang = (torch.rand(B, generator=g) - 0.5) * (20 * np.pi / 180)
+    sc = 0.9 + 0.2 * torch.rand(B, generator=g)
+    sh = (torch.rand(B, 2, generator=g) - 0.5) * (3.0 / IMAGE_SIZE) * 2
+    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
+    theta = torch.stack([torch.stack([cos, -sin, sh[:, 0]], 1),
+                         torch.stack([sin, cos, sh[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    x = x + 0.05 * torch.randn(x.shape, generator=g)
+    return x.clamp(0, 1)

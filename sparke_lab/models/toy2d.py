@@ -5,10 +5,10 @@ Data: 9 Gaussian modes on a circle, 3 prompt classes; each class owns 3 modes wi
 ``3c, 3c+1, 3c+2`` with its dominant mode in the middle (weights .3/.6/.1 along the arc);
 ``layout="interleaved"`` gives class ``c`` the modes ``c, c+3, c+6`` instead. Model: a small MLP denoiser
 (epsilon prediction) conditioned on the time step and the class, trained with
-classifier-free-guidance (CFG) dropout. Sampling goes through a stock diffusers
-``DDIMScheduler`` with CFG, and accepts a diffusers-style ``callback_on_step_end`` so that
-diversity guidance (SPARKE and baselines) hooks in after each scheduler step exactly as it
-does on the image pipelines.
+classifier-free-guidance (CFG) dropout. :class:`ToyPipeline` samples it like a diffusers
+text-to-image pipeline (a stock ``DDIMScheduler``, CFG, the class embedding as the prompt
+embedding, ``callback_on_step_end``), so diversity guidance (SPARKE and the baselines) runs
+on it exactly as on the image pipelines.
 
 CFG sharpens the conditional: it moves mass toward each class's dominant mode, which is the
 collapse that diversity guidance has to undo.
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..utils import make_generator, pick_device, set_seed
-from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, train_dir,
-                      read_json, torch_threads)
+from ..utils import make_generator, pick_device, set_seed, torch_threads
+from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
+                      train_dir)
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -215,9 +215,14 @@ class ToyDenoiser(nn.Module):
         return self.n_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.denoise(x, t, self.class_emb(labels))
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``eps(x_t, t)`` given the condition's embedding ``cond`` (B, emb), e.g. a class
+        embedding that CADS has annealed (the pipeline's ``prompt_embeds``)."""
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        h = torch.cat([x, self.t_mlp(_timestep_embedding(t, self.emb)), self.class_emb(labels)], -1)
+        h = torch.cat([x, self.t_mlp(_timestep_embedding(t, self.emb)), cond], -1)
         return self.net(h)
 
     def sample(self, labels, **kwargs) -> torch.Tensor:
@@ -232,27 +237,62 @@ def _scheduler_config() -> dict:
 
 
 # ---------------------------------------------------------------------------- sampling
-class ToySampler:
-    """A pipeline-like object handed to ``callback_on_step_end`` by :func:`sample_toy2d`.
+@dataclass
+class ToyPipelineOutput:
+    """What a :class:`ToyPipeline` call returns: ``images``, the (B, 2) points (a tensor, an
+    array for ``output_type="np"``), and ``trajectory`` (steps + 1, B, 2) when asked for."""
 
-    It exposes what diffusers callbacks read from a pipeline: ``scheduler``, ``num_timesteps``,
-    ``guidance_scale``, ``do_classifier_free_guidance``, ``device`` / ``_execution_device``,
-    ``dtype``, ``_callback_tensor_inputs``, plus ``model``, ``labels`` and ``mixture``.
+    images: Union[torch.Tensor, np.ndarray]
+    trajectory: Optional[torch.Tensor] = None
+
+
+class ToyPipeline:
+    """The 2-D toy as a text-to-image pipeline: "prompts" are class indices, "images" points.
+
+    ``pipe(prompt, num_inference_steps, guidance_scale, generator, callback_on_step_end, ...)``
+    samples with a stock diffusers ``DDIMScheduler`` and classifier-free guidance exactly as
+    the SD pipelines do: the prompt embedding is the denoiser's class embedding
+    (:meth:`encode_prompt`; the null class is the negative prompt), stacked
+    ``[negative, positive]`` under CFG, and a step-end callback may replace ``latents`` and
+    ``prompt_embeds``. So every guidance method (SPARKE, Particle Guidance, CADS on the
+    prompt embedding, interval CFG through ``_guidance_scale``) runs on it like on any
+    pipeline. Returns a :class:`ToyPipelineOutput` with ``.images`` (B, 2).
+    :meth:`prompt_features` gives the one-hot class vectors guidance uses as prompt features.
+    Taught in: 07_guided_sampling_2d.
     """
 
     _callback_tensor_inputs = ["latents", "prompt_embeds", "labels"]
 
-    def __init__(self, model: ToyDenoiser, scheduler, labels: torch.Tensor, guidance_scale: float):
+    def __init__(self, model: ToyDenoiser, scheduler=None):
+        from diffusers import DDIMScheduler
+
         self.model = model
-        self.scheduler = scheduler
-        self.labels = labels
-        self.mixture = getattr(model, "mixture", None)
-        self._guidance_scale = float(guidance_scale)
-        self._num_timesteps = len(scheduler.timesteps)
+        self.scheduler = scheduler if scheduler is not None else \
+            DDIMScheduler.from_config(model.scheduler_config or _scheduler_config())
+        self.mixture: Optional[ToyMixture] = getattr(model, "mixture", None)
+        self._guidance_scale = 1.0
+        self._num_timesteps = 0
         self._interrupt = False
-        p = next(model.parameters())
-        self.device = self._execution_device = p.device
-        self.dtype = p.dtype
+
+    def __repr__(self) -> str:
+        return f"ToyPipeline(n_classes={self.n_classes}, scheduler={type(self.scheduler).__name__})"
+
+    # ---- what callbacks read from a pipeline
+    @property
+    def n_classes(self) -> int:
+        return self.model.n_classes
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def _execution_device(self) -> torch.device:
+        return self.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     @property
     def guidance_scale(self) -> float:
@@ -270,6 +310,116 @@ class ToySampler:
     def interrupt(self) -> bool:
         return self._interrupt
 
+    # ---- prompts
+    def class_indices(self, prompt) -> torch.Tensor:
+        """The prompt(s) as a (B,) long tensor of class indices (an int is one prompt)."""
+        if isinstance(prompt, (int, np.integer)):
+            prompt = [int(prompt)]
+        lab = torch.as_tensor(np.asarray(prompt.cpu() if isinstance(prompt, torch.Tensor)
+                                         else prompt), dtype=torch.long).reshape(-1)
+        if lab.numel() == 0:
+            raise ValueError("labels is empty")
+        if lab.min() < 0 or lab.max() >= self.n_classes:
+            raise ValueError(f"labels must lie in 0..{self.n_classes - 1} (toy prompts are class "
+                             "indices)")
+        return lab
+
+    def prompt_features(self, prompts) -> torch.Tensor:
+        """One-hot class vectors (n, n_classes): the toy's pooled prompt features, used by
+        :func:`sparke_lab.guidance.encode_prompts` (two prompts are alike only when equal)."""
+        return torch.nn.functional.one_hot(self.class_indices(prompts), self.n_classes).float()
+
+    def encode_prompt(self, prompt, device=None, num_images_per_prompt: int = 1,
+                      do_classifier_free_guidance: bool = True):
+        """``(prompt_embeds, negative_prompt_embeds)``: the denoiser's class embeddings of the
+        prompts (B, emb) and of the null class (None without CFG), as SD pipelines return
+        their text embeddings."""
+        lab = self.class_indices(prompt).to(device or self.device)
+        lab = lab.repeat_interleave(int(num_images_per_prompt))
+        pos = self.model.class_emb(lab)
+        neg = self.model.class_emb(torch.full_like(lab, self.model.null_class)) \
+            if do_classifier_free_guidance else None
+        return pos, neg
+
+    def prepare_latents(self, batch: int, generator=None, latents=None, device=None) -> torch.Tensor:
+        """Initial noise (batch, 2): from ``generator`` (draws on its device), one generator
+        per sample (a list), or the given ``latents``; scaled by the scheduler's sigma."""
+        device = device or self.device
+        if latents is not None:
+            latents = latents.to(device=device, dtype=torch.float32).reshape(batch, 2)
+        elif isinstance(generator, (list, tuple)):
+            if len(generator) != batch:
+                raise ValueError(f"got {len(generator)} generators for {batch} samples")
+            latents = torch.cat([torch.randn((1, 2), generator=g, device=g.device).to(device)
+                                 for g in generator])
+        else:
+            gdev = generator.device if generator is not None else torch.device("cpu")
+            latents = torch.randn((batch, 2), generator=generator, device=gdev).to(device)
+        return latents * self.scheduler.init_noise_sigma
+
+    # ---- sampling
+    def __call__(self, prompt, num_inference_steps: int = 50, guidance_scale: float = 1.0,
+                 generator=None, latents: Optional[torch.Tensor] = None, eta: float = 0.0,
+                 num_images_per_prompt: int = 1, output_type: str = "pt", return_dict: bool = True,
+                 callback_on_step_end: Optional[Callable] = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+                 return_trajectory: bool = False):
+        """Sample points of the classes ``prompt`` with DDIM and CFG ``guidance_scale``.
+
+        ``guidance_scale`` 1 is the plain conditional model; larger values extrapolate
+        ``eps_u + w (eps_c - eps_u)`` (read from ``_guidance_scale`` at every step).
+        ``callback_on_step_end(pipe, step_index, timestep, callback_kwargs) -> dict`` runs
+        after every ``scheduler.step``; ``callback_kwargs`` holds ``latents`` (B, 2),
+        ``prompt_embeds`` (the class embeddings, ``[null; classes]`` under CFG) and
+        ``labels`` (B,); returned ``latents`` / ``prompt_embeds`` replace the current ones.
+        ``output_type="np"`` gives an array, anything else a tensor (points have no PIL form).
+        """
+        with torch_threads(1), torch.no_grad():
+            return self._sample(prompt, int(num_inference_steps), guidance_scale, generator,
+                                latents, eta, int(num_images_per_prompt), output_type,
+                                return_dict, callback_on_step_end,
+                                callback_on_step_end_tensor_inputs, return_trajectory)
+
+    def _sample(self, prompt, num_steps, guidance_scale, generator, latents, eta, nipp,
+                output_type, return_dict, callback, callback_inputs, return_trajectory):
+        if num_steps < 1:
+            raise ValueError("num_steps must be >= 1")
+        if nipp < 1:
+            raise ValueError(f"num_images_per_prompt must be >= 1, got {nipp}")
+        device = self.device
+        lab = self.class_indices(prompt).to(device).repeat_interleave(nipp)
+        B = lab.numel()
+        self._guidance_scale = float(guidance_scale)
+        self._interrupt = False
+        self.scheduler.set_timesteps(num_steps, device=device)
+        self._num_timesteps = len(self.scheduler.timesteps)
+        latents = self.prepare_latents(B, generator, latents, device)
+        pos, neg = self.encode_prompt(lab, device, 1, self.do_classifier_free_guidance)
+        prompt_embeds = pos if neg is None else torch.cat([neg, pos])
+        traj = [latents.clone()] if return_trajectory else None
+        for i, t in enumerate(self.scheduler.timesteps):
+            if prompt_embeds.shape[0] == 2 * B:      # the CFG batch [unconditional, conditional]
+                eps = self.model.denoise(torch.cat([latents, latents]), t, prompt_embeds)
+                eps_u, eps_c = eps.chunk(2)
+                eps = eps_u + self._guidance_scale * (eps_c - eps_u)
+            else:
+                eps = self.model.denoise(latents, t, prompt_embeds)
+            latents = self.scheduler.step(eps, t, latents, eta=eta, generator=generator).prev_sample
+            if callback is not None:
+                names = getattr(callback, "tensor_inputs", None) or callback_inputs
+                avail = {"latents": latents, "prompt_embeds": prompt_embeds, "labels": lab}
+                kwargs = {k: avail[k] for k in set(names) | {"latents"} if k in avail}
+                out = callback(self, i, t, kwargs) or {}
+                latents = out.pop("latents", latents)
+                prompt_embeds = out.pop("prompt_embeds", prompt_embeds)
+            if return_trajectory:
+                traj.append(latents.clone())
+        images = latents.cpu().numpy() if output_type == "np" else latents
+        trajectory = torch.stack(traj) if return_trajectory else None
+        if not return_dict:
+            return (images,) if trajectory is None else (images, trajectory)
+        return ToyPipelineOutput(images=images, trajectory=trajectory)
+
 
 def sample_toy2d(model: ToyDenoiser, labels: ArrayLike, num_steps: int = 50,
                  guidance_scale: float = 1.0, generator: Optional[torch.Generator] = None,
@@ -277,74 +427,21 @@ def sample_toy2d(model: ToyDenoiser, labels: ArrayLike, num_steps: int = 50,
                  callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
                  latents: Optional[torch.Tensor] = None, eta: float = 0.0,
                  return_trajectory: bool = False):
-    """Sample the 2-D toy with DDIM and classifier-free guidance.
+    """Sample the 2-D toy with DDIM and classifier-free guidance: a :class:`ToyPipeline`
+    call that returns the points.
 
     ``labels``: (B,) class indices (or an int, giving one sample). ``guidance_scale`` 1 is the
-    plain conditional model (no CFG); larger values extrapolate
-    ``eps_u + w (eps_c - eps_u)``. ``generator`` makes the initial noise reproducible (draws
-    happen on the generator's device). ``callback_on_step_end(sampler, step_index, timestep,
-    callback_kwargs) -> dict`` runs after every ``scheduler.step`` with the same signature as
-    in diffusers pipelines; ``callback_kwargs`` holds ``latents`` (B,2), ``prompt_embeds``
-    (B, n_classes) one-hot class features and ``labels`` (B,); a returned ``"latents"``
-    replaces the current points. Returns the (B,2) samples, or ``(samples, trajectory)`` with
-    the trajectory (num_steps+1, B, 2) when ``return_trajectory``. Used in notebook
-    07_guided_sampling_2d.
+    plain conditional model (no CFG). ``generator`` makes the initial noise reproducible.
+    ``callback_on_step_end`` as in :meth:`ToyPipeline.__call__`. Returns the (B,2) samples,
+    or ``(samples, trajectory)`` with the trajectory (num_steps+1, B, 2) when
+    ``return_trajectory``. Used in notebook 07_guided_sampling_2d.
     """
-    with torch_threads(1), torch.no_grad():
-        return _sample_toy2d(model, labels, num_steps, guidance_scale, generator,
-                             callback_on_step_end, callback_on_step_end_tensor_inputs, latents,
-                             eta, return_trajectory)
-
-
-def _sample_toy2d(model, labels, num_steps, guidance_scale, generator, callback_on_step_end,
-                  callback_on_step_end_tensor_inputs, latents, eta, return_trajectory):
-    from diffusers import DDIMScheduler
-
-    if num_steps < 1:
-        raise ValueError("num_steps must be >= 1")
-    device = next(model.parameters()).device
-    if isinstance(labels, (int, np.integer)):
-        labels = [int(labels)]
-    lab = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor)
-                                     else labels), dtype=torch.long).reshape(-1)
-    if lab.numel() == 0:
-        raise ValueError("labels is empty")
-    if lab.min() < 0 or lab.max() >= model.n_classes:
-        raise ValueError(f"labels must lie in 0..{model.n_classes - 1}")
-    lab = lab.to(device)
-    B = lab.numel()
-    scheduler = DDIMScheduler.from_config(model.scheduler_config or _scheduler_config())
-    scheduler.set_timesteps(num_steps, device=device)
-    if latents is None:
-        gdev = generator.device if generator is not None else torch.device("cpu")
-        latents = torch.randn((B, 2), generator=generator, device=gdev).to(device)
-    else:
-        latents = latents.to(device=device, dtype=torch.float32).reshape(B, 2)
-    latents = latents * scheduler.init_noise_sigma
-    sampler = ToySampler(model, scheduler, lab, guidance_scale)
-    onehot = torch.nn.functional.one_hot(lab, model.n_classes).float()
-    null = torch.full_like(lab, model.null_class)
-    traj = [latents.clone()] if return_trajectory else None
-    for i, t in enumerate(scheduler.timesteps):
-        if sampler.do_classifier_free_guidance:
-            eps = model(torch.cat([latents, latents]), t, torch.cat([null, lab]))
-            eps_u, eps_c = eps.chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-        else:
-            eps = model(latents, t, lab)
-        latents = scheduler.step(eps, t, latents, eta=eta, generator=generator).prev_sample
-        if callback_on_step_end is not None:
-            names = getattr(callback_on_step_end, "tensor_inputs", None) or \
-                callback_on_step_end_tensor_inputs
-            avail = {"latents": latents, "prompt_embeds": onehot, "labels": lab}
-            kwargs = {k: avail[k] for k in set(names) | {"latents"} if k in avail}
-            out = callback_on_step_end(sampler, i, t, kwargs) or {}
-            latents = out.pop("latents", latents)
-        if return_trajectory:
-            traj.append(latents.clone())
-    if return_trajectory:
-        return latents, torch.stack(traj)
-    return latents
+    out = ToyPipeline(model)(labels, num_inference_steps=num_steps, guidance_scale=guidance_scale,
+                             generator=generator, latents=latents, eta=eta,
+                             callback_on_step_end=callback_on_step_end,
+                             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                             return_trajectory=return_trajectory)
+    return (out.images, out.trajectory) if return_trajectory else out.images
 
 
 # ---------------------------------------------------------------------------- train / load
@@ -456,3 +553,9 @@ def load_toy2d(device=None, path: Optional[PathLike] = None) -> ToyDenoiser:
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise corrupted_checkpoint("toy2d", folder, exc) from exc
     return model.to(pick_device(device)).eval()
+
+
+def load_toy2d_pipeline(device=None, path: Optional[PathLike] = None) -> ToyPipeline:
+    """The shipped 2-D toy denoiser (:func:`load_toy2d`) as a :class:`ToyPipeline`, ready
+    for :func:`sparke_lab.guidance.generate`. Used in notebook 07_guided_sampling_2d."""
+    return ToyPipeline(load_toy2d(device=device, path=path))

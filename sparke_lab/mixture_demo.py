@@ -1,7 +1,7 @@
-"""The first job: score analysis of Gaussian mixtures whose number of modes is known.
+"""Score analysis of Gaussian mixtures whose number of modes is known.
 
 Prints a table (true mode counts next to RKE, Vendi and friends) and writes an
-eigenspectrum figure. Run with ``sparke-lab demo`` or ``make demo``.
+eigenspectrum figure. Run with ``sparke-lab mixture``.
 """
 from __future__ import annotations
 
@@ -11,27 +11,9 @@ import time
 from pathlib import Path
 from typing import List
 
-import numpy as np
-
 from . import scores
 from .synthetic import gaussian_mixture
 from .utils import full_size
-
-
-def format_table(rows: List[dict], columns: List[str], floatfmt: str = "{:.3f}") -> str:
-    """A plain-text table with right-aligned numbers (used by the CLI)."""
-    def fmt(v):
-        if isinstance(v, float):
-            return floatfmt.format(v)
-        return str(v)
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
-              for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths)))
-    out = [line, "-" * len(line)]
-    for row in cells:
-        out.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
-    return "\n".join(out)
 
 
 def mixture_demo(out_dir: str | Path = "outputs/demo", full: bool | None = None, seed: int = 0) -> List[dict]:

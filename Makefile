@@ -1,56 +1,75 @@
 # sparke-lab: `make demo` runs the main job, `make test` runs every test and notebook.
-# Both create the virtual environment on first use. Override the torch build with e.g.
+# Both create the virtual environment on first use: `make demo` installs the core package,
+# `make test` (and lab, assignments, grade) the core with the extras [course,lab,test].
+# Override the torch build with e.g.
 #   make demo TORCH_SPEC="torch==2.13.0 --index-url URL"   (any pip arguments)
 # Course assignments (otter-grader, no Docker): `make assignments` builds student versions and
 # autograders into build/assignments/; `make grade ASSIGNMENT=a1_rke_and_vendi SUBMISSIONS=dir/`
 # grades submitted notebooks into build/grades/<name>/grades.{csv,json}.
+# `make lab PORT=8899 TOKEN=secret NO_BROWSER=1` serves JupyterLab (`sparke-lab lab`) on a fixed port.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.sparke-lab-installed
+CORE_STAMP := $(VENV)/.sparke-lab-core
+ALL_STAMP := $(VENV)/.sparke-lab-all
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 NB_TIMEOUT ?= 600
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test test-unit test-notebooks lab bench assignments grade clean
+.PHONY: setup demo test test-unit test-notebooks test-browser lab bench gpu-check assignments grade clean
 
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
-	@touch $(STAMP)
+	$(PIP) $(TORCH_SPEC)
+	$(PIP) -e .
+	@touch $(CORE_STAMP)
 
-setup: $(STAMP)
+$(ALL_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) $(TORCH_SPEC)
+	$(PIP) -e ".[course,lab,test]"
+	@touch $(CORE_STAMP) $(ALL_STAMP)
 
-demo: $(STAMP)
+setup: $(ALL_STAMP)
+
+demo: $(CORE_STAMP)
 	$(VENV)/bin/sparke-lab demo
 
-test: $(STAMP)
+test: $(ALL_STAMP)
 	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
 
-test-unit: $(STAMP)
+test-unit: $(ALL_STAMP)
 	$(PY) -m pytest tests -q
 
-test-notebooks: $(STAMP)
+test-notebooks: $(ALL_STAMP)
 	$(PY) -m pytest --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
 
-lab: $(STAMP)
+# real Chromium + JupyterLab (skips unless chromium and chromium-driver are installed)
+test-browser: $(ALL_STAMP)
+	$(PY) -m pytest tests/test_browser.py -q
+
+lab: $(ALL_STAMP)
 	$(PY) -m ipykernel install --user --name sparke-lab --display-name "Python (sparke-lab)" \
 	  --env OMP_WAIT_POLICY PASSIVE
-	MPLBACKEND= $(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/sparke-lab lab notebooks $(if $(PORT),--port $(PORT)) $(if $(TOKEN),--token $(TOKEN)) $(if $(NO_BROWSER),--no-browser)
 
-bench: $(STAMP)
+bench: $(CORE_STAMP)
 	$(PY) benchmarks/bench_scores.py
 
+# one CUDA GPU, at most 5 minutes; writes outputs/gpu_check.json (exits at once without a GPU)
+gpu-check: $(CORE_STAMP)
+	$(PY) benchmarks/gpu_check.py --out outputs/gpu_check.json
+
 # CHECK=1 also grades each solution notebook and requires full points
-assignments: $(STAMP)
+assignments: $(ALL_STAMP)
 	$(PY) -m sparke_lab.course build $(if $(CHECK),--check)
 
 # GRADES=dir writes the tables elsewhere
-grade: $(STAMP)
+grade: $(ALL_STAMP)
 	@test -n "$(ASSIGNMENT)" && test -n "$(SUBMISSIONS)" || { \
 	  echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or notebook>"; \
 	  echo "       names: a1_rke_and_vendi a2_conditional_rke_gradient a3_toy_guidance_study"; exit 2; }

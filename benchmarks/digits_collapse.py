@@ -9,7 +9,7 @@ CFG 1 and 1.5, and writes everything to a JSON file.
     python benchmarks/digits_collapse.py --steps 50 --broad-per-prompt 64 --out collapse_50.json
     python benchmarks/digits_collapse.py --model /work/runs/digits-v2 --steps 25 --quick
 
-The shipped table (data/README.md, docs/guidance.md) comes from this script.
+The shipped table (sparke_lab/data/README.md, docs/guidance.md) comes from this script.
 """
 from __future__ import annotations
 

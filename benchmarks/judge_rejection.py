@@ -11,7 +11,7 @@ accepts *and* labels correctly), and draws an example grid with the judge's verd
 
     python benchmarks/judge_rejection.py --out docs/figures/judge_rejection.png
 
-The figures in data/README.md come from this script.
+The figures in sparke_lab/data/README.md come from this script.
 """
 from __future__ import annotations
 

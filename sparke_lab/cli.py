@@ -102,10 +102,26 @@ def cmd_train(args) -> int:
     fn = {"digits": models.train_digits, "judge": models.train_judge, "toy2d": models.train_toy2d,
           "clip": models.train_digits_clip}[args.model]
     folder = {"digits": "digits-sd", "judge": "judge", "toy2d": "toy2d", "clip": "digits-clip"}[args.model]
-    out = args.out or str(models.data_dir() / folder)
+    from .models._common import DATA_ENV, train_dir
+    out = train_dir(folder, args.out)
     report = fn(out, quick=args.quick, **({} if args.seed is None else {"seed": args.seed}))
     print(json.dumps(report, indent=2, default=str))
+    loader = {"digits": "load_digits_pipeline", "judge": "load_digits_judge", "toy2d": "load_toy2d",
+              "clip": "load_digits_clip"}[args.model]
+    print(f"\nwrote {out}. Load it with sparke_lab.models.{loader}(path={str(out)!r}), or set "
+          f"{DATA_ENV}={out.parent} to make every loader read that folder (it then needs the "
+          f"other model folders and prompts/ too: copy them from {models.shipped_data_dir()}).")
     return 0
+
+
+def cmd_lab(args) -> int:
+    from . import lab
+    try:
+        return lab.main(args.directory, args.port, args.token, args.no_browser, args.ip,
+                        args.jupyter_arg)
+    except ImportError as exc:
+        print(f"sparke-lab lab: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,11 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="retrain an offline model from scratch")
     t.add_argument("model", choices=["digits", "judge", "toy2d", "clip"])
-    t.add_argument("--out", help="output folder (default: the shipped location under data/)")
+    t.add_argument("--out", help="output folder (default: $SPARKE_LAB_DATA/<model> if set, else "
+                   "$XDG_DATA_HOME/sparke-lab/<model>, i.e. ~/.local/share/sparke-lab/<model>; "
+                   "never the installed package)")
     t.add_argument("--quick", action="store_true", help="a tiny run for tests")
     t.add_argument("--seed", type=int, default=None,
                    help="default: each model's own (0; 1 for clip, so it differs from the judge)")
     t.set_defaults(func=cmd_train)
+
+    j = sub.add_parser("lab", help="JupyterLab on the course notebooks (needs the [lab] extra)")
+    j.add_argument("directory", nargs="?", default=None, help="notebook folder (default: ./notebooks if present, else .)")
+    j.add_argument("--port", type=int, default=None, help="port (default: a free one); used as given or the start fails")
+    j.add_argument("--token", default=None, help="access token (default: a random one, printed in the URL)")
+    j.add_argument("--ip", default="127.0.0.1", help="address to listen on (default loopback)")
+    j.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    j.add_argument("--jupyter-arg", action="append", default=[], metavar="ARG",
+                   help="passed on to JupyterLab, e.g. --jupyter-arg=--LabApp.expose_app_in_browser=True (repeatable)")
+    j.set_defaults(func=cmd_lab)
     return p
 
 

@@ -130,7 +130,8 @@ def build_assignment(name: str, out: Optional[PathLike] = None, run_tests: bool 
     ``run_tests=True`` also grades the solved notebook and fails unless it gets full points
     (otter's own check; slower). Used by ``make assignments`` (README, "Graded assignments").
     """
-    from otter.assign import main as otter_assign
+    from ._extras import require_extra
+    otter_assign = require_extra("otter.assign", "course", "building assignments (otter assign)").main
 
     src = assignment_source(name, source_dir)
     dest = output_dir(name, out).resolve()
@@ -201,6 +202,8 @@ def grade_one(name: str, submission: PathLike, out: Optional[PathLike] = None) -
     Manually graded (written) questions have no tests and are not in the scores.
     Used by ``make grade`` (README, "Graded assignments").
     """
+    from ._extras import require_extra
+    require_extra("otter.api", "course", "grading assignments (otter)")
     zip_path = autograder_zip(name, out)
     sub = Path(submission)
     if not sub.is_file():
@@ -370,7 +373,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             print(f"{Path(r['submission']).name:40s} {pts:>12s}" +
                   (f"  {r['error']}" if r["error"] else ""))
         return 1 if any(r["error"] for r in rows) else 0
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -67,6 +67,12 @@ def _png(fig, path: Path) -> str:
     return base64.b64encode(data).decode()
 
 
+def _script_json(obj) -> str:
+    """JSON for a ``<script type="application/json">`` block: script text is not HTML-decoded,
+    so only ``</`` is escaped (as the JSON escape ``<\\/``)."""
+    return json.dumps(obj, default=float).replace("</", "<\\/")
+
+
 def _img_tag(b64: str, alt: str, rel: str) -> str:
     return (f'<figure><img alt="{html.escape(alt)}" data-file="{html.escape(rel)}" '
             f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(alt)}</figcaption></figure>')
@@ -192,7 +198,7 @@ pre {{ background: #f7f7f7; padding: .6em; font-size: 11px; }}
 Methods: {html.escape(", ".join(methods))}.</p>
 {"".join(parts)}
 <h2>Configuration</h2><pre>{conf}</pre>
-<script type="application/json" id="metrics-json">{html.escape(json.dumps(results, default=float))}</script>
+<script type="application/json" id="metrics-json">{_script_json(results)}</script>
 </body></html>"""
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")

@@ -262,8 +262,9 @@ def toy_guidance_explorer(pipe, labels, scale: float = 1.0, sigma: float = 1.0, 
     (a :class:`sparke_lab.widgets.LiveFigure`, drawn once at the defaults).
     Taught in: 07_guided_sampling_2d.
     """
-    import ipywidgets as W
+    from ._extras import require_extra
     from .widgets import LiveFigure, sigma_slider
+    W = require_extra("ipywidgets", "lab", "the notebook widgets")
     scale_w = W.FloatSlider(value=scale, min=0.0, max=4.0, step=0.25, description="scale",
                             continuous_update=False)
     return LiveFigure(toy_guided_panel, {"scale": scale_w,

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from . import plotting
+from ._extras import require_extra
 
 
 class LiveFigure:
@@ -64,7 +65,7 @@ class LiveFigure:
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
-        import ipywidgets as W
+        W = require_extra("ipywidgets", "lab", "the notebook widgets")
         display(W.HBox(list(self.controls.values()),
                        layout=W.Layout(flex_flow="row wrap")))
         self._handle = display(self.figure, display_id=True)
@@ -72,7 +73,7 @@ class LiveFigure:
 
 def sigma_slider(value: float, lo: float, hi: float, description: str = "σ") -> "object":
     """A log-scale slider for a kernel bandwidth between ``lo`` and ``hi``."""
-    import ipywidgets as W
+    W = require_extra("ipywidgets", "lab", "the notebook widgets")
     return W.FloatLogSlider(value=value, base=10, min=float(np.log10(lo)), max=float(np.log10(hi)),
                             step=0.05, description=description, continuous_update=False,
                             readout_format=".3g")
@@ -92,7 +93,7 @@ def spectrum_explorer(X, labels=None, sigma: float = 1.0, alpha: float = 2.0,
     :func:`sparke_lab.plotting.plot_spectrum_and_score` (live spectrum and score).
     Taught in: 02_renyi_kernel_entropy.
     """
-    import ipywidgets as W
+    W = require_extra("ipywidgets", "lab", "the notebook widgets")
     alpha_w = W.FloatSlider(value=alpha, min=0.25, max=8.0, step=0.25, description="α",
                             continuous_update=False)
     return LiveFigure(plotting.plot_spectrum_and_score,

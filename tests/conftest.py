@@ -22,3 +22,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory):
+    """The wheel built, installed into a fresh venv and used outside the checkout, by
+    benchmarks/install_check.py (once per session: tests/test_wheel_install.py checks it,
+    tests/test_browser.py opens its compare report)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "install_check.py"
+    spec = importlib.util.spec_from_file_location("sparke_lab_install_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.check(tmp_path_factory.mktemp("wheel"))

@@ -33,7 +33,7 @@ def test_heldout_accuracy(judge, test_split):
 
 def test_rejects_noise_and_scribbles(judge):
     """Fresh noise and random-stroke images (seeds never used in training): at least 90 %
-    rejected. Blends and corrupted digits are reported (data/README.md), not required."""
+    rejected. Blends and corrupted digits are reported (sparke_lab/data/README.md), not required."""
     assert judge.can_reject and 0 < judge.min_confidence < 1
     rep = rejection_report(judge, n=500, seed=777)
     assert rep["noise_rejected"] >= 0.9, rep

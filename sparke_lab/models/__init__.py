@@ -1,4 +1,4 @@
-"""Offline models shipped in ``data/``: the 2-D toy, the digits mini-SD and its judge.
+"""Offline models shipped in ``sparke_lab/data/`` (package data): the 2-D toy, the digits mini-SD and its judge.
 
 Nothing here downloads weights: every model is trained in this repository (from a Gaussian
 mixture and from scikit-learn's bundled digits) and loaded from local folders.
@@ -14,7 +14,7 @@ mixture and from scikit-learn's bundled digits) and loaded from local folders.
 - digits image-text encoder, a tiny CLIP (notebook 08, semantic guidance):
   :func:`load_digits_clip`, :func:`train_digits_clip`.
 """
-from ._common import data_dir
+from ._common import data_dir, shipped_data_dir, user_data_dir
 from .captions import Prompt, load_prompt_set, write_prompt_files
 from .digits import (digits_real_images, evaluate_digits_pipeline, generate_digits,
                      load_digits_pipeline, train_digits)
@@ -24,7 +24,7 @@ from .toy2d import (ToyDenoiser, ToyMixture, ToyPipeline, evaluate_toy2d, load_t
                     load_toy2d_pipeline, sample_toy2d, train_toy2d)
 
 __all__ = [
-    "data_dir", "Prompt", "load_prompt_set", "write_prompt_files",
+    "data_dir", "shipped_data_dir", "user_data_dir", "Prompt", "load_prompt_set", "write_prompt_files",
     "digits_real_images", "evaluate_digits_pipeline", "generate_digits",
     "load_digits_pipeline", "train_digits", "DigitsJudge", "load_digits_judge", "train_judge",
     "REJECT", "DigitsClip", "load_digits_clip", "train_digits_clip",

@@ -1,11 +1,15 @@
 """Shared helpers of :mod:`sparke_lab.models`: where the shipped models live, clear errors.
 
-The shipped checkpoints sit in the repository's ``data/`` folder (``data/toy2d``,
-``data/digits-sd``, ``data/judge``, ``data/prompts``). Set ``SPARKE_LAB_DATA`` to use another
-folder (for example a copy made by ``sparke-lab train ... --out DIR``).
+The shipped checkpoints are package data, ``sparke_lab/data/`` (``toy2d``, ``digits-sd``,
+``judge``, ``prompts``), found through :mod:`importlib.resources`, so they come with every
+install (a wheel, ``pip install git+...``, an editable checkout). Set ``SPARKE_LAB_DATA`` to
+load every model from another folder of the same layout. ``sparke-lab train`` writes to
+:func:`user_data_dir` (``$XDG_DATA_HOME/sparke-lab`` or ``~/.local/share/sparke-lab``), never
+into the installed package.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from pathlib import Path
@@ -27,17 +31,53 @@ RETRAIN = {
 }
 
 
+#: Environment variable (the XDG base-directory rule) under which trained models are written.
+XDG_ENV = "XDG_DATA_HOME"
+
+
+def shipped_data_dir() -> Path:
+    """The models and prompt sets shipped inside the package (``sparke_lab/data``)."""
+    folder = importlib.resources.files("sparke_lab") / "data"
+    if not isinstance(folder, Path):  # a zipped install: diffusers needs real folders
+        raise RuntimeError(
+            f"sparke_lab is installed in a form without real folders ({folder!r}); install it "
+            f"unzipped (pip does), or point {DATA_ENV} at a copy of sparke_lab/data")
+    return folder
+
+
 def data_dir() -> Path:
-    """The folder holding the shipped models: ``$SPARKE_LAB_DATA`` or ``<repo>/data``."""
+    """The folder the loaders read: ``$SPARKE_LAB_DATA`` if set, else :func:`shipped_data_dir`."""
     env = os.environ.get(DATA_ENV, "").strip()
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "data"
+    return shipped_data_dir()
+
+
+def user_data_dir() -> Path:
+    """Where ``sparke-lab train`` writes by default: ``$XDG_DATA_HOME/sparke-lab``, or
+    ``~/.local/share/sparke-lab`` when ``XDG_DATA_HOME`` is unset (the XDG base-directory rule,
+    also used on macOS and Windows here). Loaders read it only when told: pass the folder to a
+    loader or set ``SPARKE_LAB_DATA`` to it.
+    """
+    base = os.environ.get(XDG_ENV, "").strip()
+    root = Path(base).expanduser() if base else Path.home() / ".local" / "share"
+    return root / "sparke-lab"
 
 
 def model_dir(name: str, path: Optional[PathLike] = None) -> Path:
     """``path`` if given, else ``data_dir() / name``."""
     return Path(path).expanduser() if path is not None else data_dir() / name
+
+
+def train_dir(name: str, out_dir: Optional[PathLike] = None) -> Path:
+    """Where a training run of ``name`` writes: ``out_dir`` if given, else
+    ``$SPARKE_LAB_DATA/name`` when that is set (the folder the loaders then read), else
+    ``user_data_dir() / name``. Never the installed package unless told so.
+    """
+    if out_dir is not None:
+        return Path(out_dir).expanduser()
+    env = os.environ.get(DATA_ENV, "").strip()
+    return (Path(env).expanduser() if env else user_data_dir()) / name
 
 
 def missing_checkpoint(name: str, path: Path, what: str = "checkpoint",

@@ -6,8 +6,8 @@ digits ("an odd digit", "a digit less than five", "a handwritten digit"). Every 
 tuple of valid digits and a *cluster* id: prompts that mean the same thing share a cluster
 (all names of the digit 3 are cluster 3; all phrasings of "odd" are cluster 10, ...).
 
-The grammar is published as ``data/prompts/grammar.json`` and the prompt sets as
-``data/prompts/prompts.csv`` (both written by :func:`write_prompt_files`).
+The grammar is published as ``sparke_lab/data/prompts/grammar.json`` and the prompt sets as
+``sparke_lab/data/prompts/prompts.csv`` (both written by :func:`write_prompt_files`).
 
 Used in notebook 08_guided_generation_digits (prompt sets) and by ``sparke-lab train digits``.
 """
@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._common import PathLike, data_dir
+from ._common import PathLike, data_dir, train_dir
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -51,7 +51,7 @@ BROAD_CLUSTERS: Dict[str, Tuple[int, Tuple[int, ...], Tuple[str, ...]]] = {
 #: from these weights, so P(digit | caption) is exactly this distribution in training. Skewed
 #: on purpose: CFG at scale w samples roughly p(x|c) p(c|x)^(w-1), which favours the dominant
 #: digit more as w grows (the collapse diversity guidance has to undo); a flat distribution
-#: would give CFG nothing to prefer (design note in data/README.md). Each cluster has its own
+#: would give CFG nothing to prefer (design note in sparke_lab/data/README.md). Each cluster has its own
 #: order; the weights of the five-digit clusters are .45/.25/.15/.10/.05.
 BROAD_CLASS_WEIGHTS: Dict[str, Tuple[Tuple[int, float], ...]] = {
     "odd": ((1, .45), (7, .25), (3, .15), (9, .10), (5, .05)),
@@ -148,7 +148,7 @@ def caption_vocabulary() -> List[str]:
 
 
 def grammar() -> dict:
-    """The caption grammar as a JSON-able dict (written to ``data/prompts/grammar.json``)."""
+    """The caption grammar as a JSON-able dict (written to ``prompts/grammar.json``)."""
     return {
         "digit_words": list(DIGIT_WORDS),
         "single_templates": list(SINGLE_TEMPLATES),
@@ -174,13 +174,15 @@ def _sets_of(p: Prompt) -> List[str]:
 
 
 def write_prompt_files(out_dir: Optional[PathLike] = None) -> Path:
-    """Write ``grammar.json`` and ``prompts.csv`` to ``out_dir`` (default ``data/prompts``).
+    """Write ``grammar.json`` and ``prompts.csv`` to ``out_dir`` (default
+    ``<user data folder>/prompts``, see :func:`sparke_lab.models._common.train_dir`; the shipped
+    copy is ``sparke_lab/data/prompts``).
 
     CSV columns: prompt, valid_digits (space separated), cluster, cluster_name, kind, sets,
     class_weights (space separated, aligned with valid_digits: the class distribution of the
     prompt's training captions).
     """
-    out = Path(out_dir) if out_dir is not None else data_dir() / "prompts"
+    out = train_dir("prompts", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grammar.json").write_text(json.dumps(grammar(), indent=2) + "\n")
     with open(out / "prompts.csv", "w", newline="") as fh:
@@ -197,7 +199,7 @@ def write_prompt_files(out_dir: Optional[PathLike] = None) -> Path:
 def load_prompt_set(name: str = "all", path: Optional[PathLike] = None) -> List[Prompt]:
     """Load a named prompt set: ``"single"``, ``"broad"``, ``"all"`` or ``"mini"``.
 
-    Reads ``data/prompts/prompts.csv`` (or ``path``) and returns a list of :class:`Prompt`
+    Reads ``prompts/prompts.csv`` of :func:`data_dir` (or ``path``) and returns a list of :class:`Prompt`
     (fields ``prompt``, ``valid_digits``, ``cluster``, ``cluster_name``, ``kind``,
     ``class_weights``: each broad prompt's designed class distribution, see
     :data:`BROAD_CLASS_WEIGHTS` and :meth:`Prompt.class_distribution`); when the file is

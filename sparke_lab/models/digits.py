@@ -11,7 +11,7 @@ Components (all trained here, from scikit-learn's bundled handwritten digits, up
 - UNet: a ``UNet2DConditionModel`` on 4x8x8 latents with cross-attention to the text;
 - scheduler: ``DDIMScheduler`` (cosine betas, "leading" spacing, steps_offset 1).
 
-The folder ``data/digits-sd`` is a standard diffusers layout (model_index.json, tokenizer/,
+The folder ``sparke_lab/data/digits-sd`` is a standard diffusers layout (model_index.json, tokenizer/,
 text_encoder/, vae/, unet/, scheduler/, safetensors weights) loaded offline by
 :func:`load_digits_pipeline`. ``sparke-lab train digits`` rebuilds it with
 :func:`train_digits`. Used in notebook 08_guided_generation_digits.
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..utils import make_generator, pick_device, pick_dtype, set_seed
 from ._common import (PathLike, corrupted_checkpoint, dir_size_bytes, missing_checkpoint,
-                      model_dir, torch_threads)
+                      model_dir, torch_threads, train_dir)
 from .captions import (Prompt, all_prompts, load_prompt_set, sample_training_pairs,
                        training_captions)
 from .digits_data import IMAGE_SIZE, digits_arrays, digits_real_images, random_shift
@@ -205,7 +205,7 @@ def train_digits(out_dir: Optional[PathLike] = None, quick: bool = False, seed: 
     from diffusers import DDPMScheduler, StableDiffusionPipeline
     from tqdm.auto import tqdm
 
-    out = model_dir("digits-sd", out_dir)
+    out = train_dir("digits-sd", out_dir)
     set_seed(seed)
     vae_steps = vae_steps or (30 if quick else 800)
     unet_steps = unet_steps or (40 if quick else 2500)
@@ -358,7 +358,7 @@ def load_digits_pipeline(device=None, dtype=None, path: Optional[PathLike] = Non
                          progress_bar: bool = False):
     """Load the shipped digits mini-SD as a stock diffusers ``StableDiffusionPipeline``.
 
-    Reads ``data/digits-sd`` (or ``path``) with ``from_pretrained`` on the local folder
+    Reads ``digits-sd`` of :func:`data_dir` (or ``path``) with ``from_pretrained`` on the local folder
     (safetensors, ``local_files_only``, no network), without a safety checker, on ``device``
     (default: :func:`sparke_lab.utils.pick_device`) in ``dtype`` (default float32 on the CPU;
     float16 on the CPU warns and falls back to float32). Images are 1x16x16, white on black:

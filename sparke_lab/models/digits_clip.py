@@ -17,7 +17,7 @@ It is deliberately *not* the judge: another architecture (ViT vs CNN), objective
 space. The same loading path serves a real CLIP checkpoint (``CLIPModel`` plus its
 processor's normalisation): :class:`sparke_lab.guidance.ClipFeatures`.
 
-Folder ``data/digits-clip``: ``config.json`` + ``model.safetensors`` (a ``CLIPModel``
+Folder ``sparke_lab/data/digits-clip``: ``config.json`` + ``model.safetensors`` (a ``CLIPModel``
 ``save_pretrained`` layout), ``tokenizer/``, ``preprocessor_config.json`` (image size, mean,
 std) and ``train_report.json``. Load with :func:`load_digits_clip`, rebuild with
 ``sparke-lab train clip``. Used in notebook 08_guided_generation_digits.
@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from ..utils import pick_device, set_seed
-from ._common import PathLike, corrupted_checkpoint, missing_checkpoint, model_dir, torch_threads
+from ._common import (PathLike, corrupted_checkpoint, missing_checkpoint, model_dir, torch_threads,
+                      train_dir)
 from .captions import BROAD_CLUSTERS, DIGIT_WORDS, all_prompts, training_captions
 from .digits_data import IMAGE_SIZE, augment_digits, digits_arrays
 
@@ -118,7 +119,8 @@ def _targets(valid: np.ndarray, kinds: Sequence[str]) -> torch.Tensor:
 def train_digits_clip(out_dir: Optional[PathLike] = None, quick: bool = False, seed: int = 1,
                       epochs: Optional[int] = None, batch_size: int = 128,
                       progress: bool = True, threads: Optional[int] = 1) -> Dict:
-    """Train the digits image-text encoder and save it (default ``data/digits-clip``).
+    """Train the digits image-text encoder and save it (default: ``digits-clip`` under the user data
+    folder, see :func:`sparke_lab.models._common.train_dir`).
 
     Contrastive training on the 1347 training digits (augmented: affine jitter and noise)
     against all 75 captions (the null caption excluded), symmetric: image->caption with soft
@@ -134,7 +136,7 @@ def train_digits_clip(out_dir: Optional[PathLike] = None, quick: bool = False, s
     from ..guidance.semantic import clip_text_embeds
     from .digits import _write_classic_tokenizer_files, build_tokenizer
 
-    out = model_dir("digits-clip", out_dir)
+    out = train_dir("digits-clip", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     epochs = epochs or (2 if quick else 60)
@@ -205,7 +207,7 @@ def train_digits_clip(out_dir: Optional[PathLike] = None, quick: bool = False, s
 
 
 def load_digits_clip(device=None, path: Optional[PathLike] = None) -> DigitsClip:
-    """Load the shipped digits image-text encoder (``data/digits-clip`` or ``path``).
+    """Load the shipped digits image-text encoder (``digits-clip`` of :func:`data_dir`, or ``path``).
 
     Returns a :class:`DigitsClip` (``model`` is a ``transformers.CLIPModel`` in eval mode with
     frozen weights). A missing or corrupted folder raises FileNotFoundError / RuntimeError

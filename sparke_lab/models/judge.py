@@ -39,7 +39,7 @@ from torch import nn
 
 from ..utils import pick_device, set_seed
 from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
-                      torch_threads)
+                      torch_threads, train_dir)
 from .digits_data import IMAGE_SIZE, augment_digits, digits_arrays
 
 FEATURE_DIM = 64
@@ -219,7 +219,8 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
                 calibration_quantile: float = 0.005, negatives_per_batch: int = 24) -> Dict:
     """Train the judge on the training split of the digits and save it to ``out_dir``.
 
-    Default folder ``data/judge`` (``judge.safetensors`` + ``config.json``). The network
+    Default folder: ``judge`` under the user data folder (``judge.safetensors`` +
+    ``config.json``; see :func:`sparke_lab.models._common.train_dir`). The network
     sees 90 % of the training split (light affine jitter) and, in every batch,
     ``negatives_per_batch`` fresh not-a-digit images (:func:`.negatives.mixed_negatives`) as
     class 10. The other 10 % calibrate the confidence floor: ``min_confidence`` is the
@@ -235,7 +236,7 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
 
     from .negatives import mixed_negatives
 
-    out = model_dir("judge", out_dir)
+    out = train_dir("judge", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     epochs = epochs or (2 if quick else 40)
@@ -299,7 +300,7 @@ def train_judge(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
 
 
 def load_digits_judge(device=None, path: Optional[PathLike] = None) -> DigitsJudge:
-    """Load the shipped judge (``data/judge`` or ``path``) as a :class:`DigitsJudge`.
+    """Load the shipped judge (``judge`` of :func:`data_dir`, or ``path``) as a :class:`DigitsJudge`.
 
     A missing or corrupted checkpoint raises FileNotFoundError / RuntimeError naming the path
     and ``sparke-lab train judge``. Used in notebooks 04_kernel_eigenspectra and

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from ..utils import make_generator, pick_device, set_seed, torch_threads
-from ._common import PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json
+from ._common import (PathLike, corrupted_checkpoint, load_safetensors, model_dir, read_json,
+                      train_dir)
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -447,7 +448,8 @@ def sample_toy2d(model: ToyDenoiser, labels: ArrayLike, num_steps: int = 50,
 def train_toy2d(out_dir: Optional[PathLike] = None, quick: bool = False, seed: int = 0,
                 steps: Optional[int] = None, device=None, progress: bool = True,
                 evaluate: bool = True) -> Dict:
-    """Train the 2-D toy denoiser from scratch and save it to ``out_dir`` (default data/toy2d).
+    """Train the 2-D toy denoiser from scratch and save it to ``out_dir``
+    (default: ``toy2d`` under the user data folder, see :func:`sparke_lab.models._common.train_dir`).
 
     Writes ``config.json`` and ``model.safetensors``. ``quick`` trains a few hundred steps
     (seconds, for tests). ``evaluate=False`` skips the report's sampling. Returns a report dict: training time, on-mode fraction and
@@ -457,7 +459,7 @@ def train_toy2d(out_dir: Optional[PathLike] = None, quick: bool = False, seed: i
     from diffusers import DDPMScheduler
     from safetensors.torch import save_file
 
-    out = model_dir("toy2d", out_dir)
+    out = train_dir("toy2d", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     dev = pick_device(device)
@@ -533,7 +535,7 @@ def evaluate_toy2d(model: ToyDenoiser, guidance_scales: Sequence[float] = (1.0, 
 
 
 def load_toy2d(device=None, path: Optional[PathLike] = None) -> ToyDenoiser:
-    """Load the shipped 2-D toy denoiser (``data/toy2d`` or ``path``) in eval mode.
+    """Load the shipped 2-D toy denoiser (``toy2d`` of :func:`data_dir`, or ``path``) in eval mode.
 
     The returned :class:`ToyDenoiser` carries ``.mixture`` and ``.scheduler_config``; sample it
     with :func:`sample_toy2d` (or ``model.sample(labels, ...)``). A missing or corrupted

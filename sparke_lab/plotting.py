@@ -499,12 +499,13 @@ def plot_scale_curve(scales: Sequence[float], diversity: Sequence[float],
 
 
 def plot_frontiers(groups: Dict[str, Sequence], target: Optional[float] = None, ax=None,
-                   xlabel: str = "fidelity", ylabel: str = "diversity", references=()):
+                   xlabel: str = "fidelity", ylabel: str = "diversity", references=(),
+                   x_span: float = 0.3):
     """Fidelity (x) against diversity (y) per method group: ``groups`` maps a name to
     ``(x, y, label)`` points (its settings, ``none`` included), drawn as a line through the
     points sorted by x; ``target`` draws the matched-fidelity line; ``references`` are extra
-    labelled points (e.g. a lower CFG). The comparison report's frontier figure (taught in
-    11_evaluating_diversity)."""
+    labelled points (e.g. a lower CFG); the x axis shows at most ``x_span`` below the target.
+    The comparison report's frontier figure (taught in 11_evaluating_diversity)."""
     fig, ax = _new_ax(ax, figsize=(6.4, 4.4))
     colors = categorical_colors(max(len(groups), 1))
     for (name, pts), col in zip(groups.items(), colors):
@@ -517,11 +518,14 @@ def plot_frontiers(groups: Dict[str, Sequence], target: Optional[float] = None, 
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     if target is not None:
         ax.axvline(target, color="0.4", ls="--", lw=1)
-        ax.annotate("matched fidelity", (target, ax.get_ylim()[1]), textcoords="offset points",
-                    xytext=(-4, -12), ha="right", fontsize=8, color="0.3")
+        ax.annotate("matched\nfidelity", (target, ax.get_ylim()[0]), textcoords="offset points",
+                    xytext=(-4, 4), ha="right", va="bottom", fontsize=8, color="0.3")
+        xs = [p[0] for pts in groups.values() for p in pts if np.isfinite(p[0])]
+        if xs:  # the interesting part is near the target; far weaker fidelity is in the table
+            ax.set_xlim(max(min(xs), target - x_span), max(xs) + 0.01)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title("Fidelity-diversity frontiers")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 

@@ -46,7 +46,7 @@ def _prefilled_guidance(pipe, kind: str, n: int):
     X = torch.randn(n, D, generator=g)
     X = X / X.norm(dim=1, keepdim=True)
     Tn = T[torch.randint(len(PROMPTS), (n,), generator=g)]
-    guide = SparkeGuidance.recommended("digits", bank="sketch" if kind == "sketch" else None)
+    guide = SparkeGuidance.recommended("digits-latent", bank="sketch" if kind == "sketch" else None)
     if kind == "exact":
         guide.bank = MemoryBank.from_features(X, Tn)
     else:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     broad = [p.prompt for p in models.load_prompt_set("broad")]
     plist = [broad[i % len(broad)] for i in range(args.n)]
     for scale in [0.0] + [float(s) for s in args.scales.split(",")]:
-        cb = None if scale == 0 else SparkeGuidance.recommended("digits", scale=scale)
+        cb = None if scale == 0 else SparkeGuidance.recommended("digits-latent", scale=scale)
         imgs = generate(pipe, plist, cb, batch_size=48, num_inference_steps=25, guidance_scale=7.0,
                         generator=[torch.Generator().manual_seed(i) for i in range(args.n)],
                         output_type="pt", progress=False)

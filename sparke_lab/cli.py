@@ -49,15 +49,19 @@ def cmd_scores(args) -> int:
     return 0
 
 
-DEMO_COMPARE = ["--model", "digits", "--prompts", "mini", "--steps", "25", "--cfg", "7",
-                "--methods", "none,sparke,rke,vendi,pg,cads,sparke@0.05,sparke@0.2"]
+#: The main job: broad prompts under CFG 7 (the designed collapse), the reference CFG 1.5, and
+#: SPARKE (semantic, the digits recommendation), latent SPARKE, CADS and interval CFG each at
+#: a few strengths, so the report compares frontiers at matched fidelity.
+DEMO_COMPARE = ["--model", "digits", "--prompts", "broad", "--steps", "25", "--cfg", "7",
+                "--methods", "none,cfg@1.5,sparke@1,sparke@2,sparke@4,sparke-latent@0.025,"
+                "sparke-latent@0.05,cads@0.25,cads@0.5,interval@0.1,interval@0.2"]
 
 
 def cmd_demo(args) -> int:
     """The main job: a SPARKE comparison on the shipped digits model."""
     from .utils import full_size
     full = args.full or full_size()
-    argv = ["compare", *DEMO_COMPARE, "--per-prompt", "32" if full else "8", "--seed", str(args.seed),
+    argv = ["compare", *DEMO_COMPARE, "--per-prompt", "22" if full else "6", "--seed", str(args.seed),
             "--out", args.out + ("-full" if full else "")]
     print("sparke-lab demo: " + " ".join(argv))
     return cmd_compare(build_parser().parse_args(argv))

@@ -292,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _os_error_message(exc: OSError, folder: Optional[str] = None) -> str:
     """An OSError in words: what failed, on which file (else in which folder), what to do."""
     import errno
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else \
-        f" (in {folder})" if folder else ""
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     what = exc.strerror or str(exc)
     hint = {errno.ENOSPC: "the disk is full: free space or choose another --out",
             errno.EDQUOT: "the disk quota is used up: free space or choose another --out",
@@ -303,7 +302,8 @@ def _os_error_message(exc: OSError, folder: Optional[str] = None) -> str:
             errno.ENOTDIR: "a path component is a file, not a folder",
             errno.EISDIR: "a folder was given where a file is needed"}.get(exc.errno)
     if hint is None:  # e.g. PIL's "image file is truncated": a damaged file
-        hint = "a file is damaged or unreadable: check the files named above"
+        hint = "the file is damaged or unreadable" if where else \
+            f"a file{f' under {folder}' if folder else ''} is damaged or unreadable"
     return f"{what}{where}; {hint}"
 
 

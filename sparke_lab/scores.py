@@ -73,7 +73,9 @@ def entropy(eigenvalues: Union[Sequence[float], np.ndarray, torch.Tensor], order
 
     Negative round-off eigenvalues are set to 0 and the vector is renormalised to sum 1.
     Eigenvalues below ``1e-12 * max`` are treated as 0 (round-off, which would otherwise
-    inflate low orders). Taught in: 02_renyi_kernel_entropy.
+    inflate low orders). Any order works (``log sum lam^a`` by log-sum-exp, so order 400 or
+    1e6 does not underflow to inf); the result is clipped to [0, log N] where the true value
+    lies. Taught in: 02_renyi_kernel_entropy.
     """
     a = check_order(order)
     lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64)
@@ -85,14 +87,17 @@ def entropy(eigenvalues: Union[Sequence[float], np.ndarray, torch.Tensor], order
     lam = lam / total
     lam = lam[lam > 1e-12 * float(lam.max())]
     if a == 1.0:
-        return float(-(lam * lam.log()).sum())
-    log_lam = lam.log()
-    top = float(log_lam.max())
-    if math.isinf(a):
-        return -top
-    # log sum lam^a = a log max + log sum (lam / max)^a: no underflow to 0 at high orders
-    # and no overflow at low ones
-    return (a * top + float(torch.log(torch.exp(a * (log_lam - top)).sum()))) / (1.0 - a)
+        h = float(-(lam * lam.log()).sum())
+    else:
+        log_lam = lam.log()
+        top = float(log_lam.max())
+        if math.isinf(a):
+            h = -top
+        else:
+            # log sum lam^a = a log max + log sum (lam / max)^a: no underflow to 0 at high
+            # orders, no overflow at low ones
+            h = (a * top + float(torch.log(torch.exp(a * (log_lam - top)).sum()))) / (1.0 - a)
+    return min(max(h, 0.0), math.log(lam.numel()))  # the true value lies in [0, log N]
 
 
 def score_from_kernel(K: ArrayLike, order: float = 1.0) -> float:

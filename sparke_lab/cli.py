@@ -50,7 +50,9 @@ def cmd_scores(args) -> int:
     T = load_features(args.prompts, args.prompt_key) if args.prompts else None
     n = X.shape[0]
     eigen_orders = [a for a in args.orders if a != 2]
-    if args.method == "exact" and n > scores.MAX_EXACT_EIGEN_N and (eigen_orders or T is not None):
+    # the exact spectrum is an n x n eigenproblem, except for the cosine kernel with d < n (d x d)
+    needs_n_by_n = (eigen_orders and not (args.kernel == "cosine" and X.shape[1] < n)) or T is not None
+    if args.method == "exact" and n > scores.MAX_EXACT_EIGEN_N and needs_n_by_n:
         # refuse before the O(n^2) RKE, not after it
         raise ValueError(f"{args.features}: n = {n} samples is too many for the exact eigenvalue scores "
                          f"(at most {scores.MAX_EXACT_EIGEN_N}: O(n^3) time, n x n memory); use "

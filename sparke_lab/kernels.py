@@ -6,8 +6,11 @@ Convention (SPARKE and RKE papers): the Gaussian kernel is
 eigenvalues of ``K / n`` form a probability vector.
 
 Everything takes NumPy arrays or torch tensors of shape ``(n, d)`` and computes in
-torch (CPU or GPU, float32 or float64). Sums over all pairs are done block by block
-so that ``n = 100,000`` never materialises an ``n x n`` matrix.
+torch (CPU or GPU). Kernel values are computed in float64 on centred data and certified
+by a rounding-error bound (:func:`exact_route_relative_error`), so a large offset or an
+extreme bandwidth cannot produce impossible scores; the diagonal is exactly 1. Sums over
+all pairs are done block by block so that ``n = 100,000`` never materialises an
+``n x n`` matrix.
 
 Taught in: notebook 01_kernels_and_similarity (kernels, bandwidth, the normalised
 kernel matrix) and 06_scaling_from_n3_to_n (chunking).

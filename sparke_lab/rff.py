@@ -5,7 +5,9 @@ For the Gaussian kernel draw ``omega_j ~ N(0, sigma^-2 I)`` and map
 ``E[phi(x)^T phi(y)] = k_sigma(x, y)`` and ``||phi(x)|| = 1`` exactly. The cosine kernel
 needs no sampling: the L2-normalised input is already an exact feature map.
 
-One class serves the scores (``method="rff"``), the spectra and the guidance sketch bank.
+One class serves the spectra (``method="rff"``) and the guidance sketch bank;
+:func:`squared_kernel_mean` is the unbiased estimate of ``||K/n||_F^2`` (RKE) with its
+standard error.
 
 Taught in: 06_scaling_from_n3_to_n.
 """

@@ -11,8 +11,10 @@ vector ``lambda`` and
 * conditional (prompt-aware) scores use the joint kernel ``K_X o K_T`` (Hadamard product):
   ``H_alpha(X|T) = H_alpha(X, T) - H_alpha(T)``.
 
-``method="rff"`` swaps in random Fourier features: linear in n, for large n.
-All functions take (n, d) NumPy arrays or torch tensors and return Python floats.
+``method="rff"`` swaps in random Fourier features: linear in n, for large n;
+``rke_score`` and ``conditional_rke_score`` give the estimate's standard error with
+``return_se=True``. All functions take (n, d) NumPy arrays or torch tensors and return
+Python floats.
 
 Taught in: 02_renyi_kernel_entropy (orders, Vendi, RKE), 03_conditional_entropy
 (conditional scores), 06_scaling_from_n3_to_n (exact vs RFF).

@@ -63,7 +63,7 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
             v = float(cell)
         except ValueError:
             return None
-        return int(v) if math.isfinite(v) and v == int(v) else None
+        return int(v) if v.is_integer() else None  # False for inf and nan
 
     p = Path(path_or_name)
     if not p.exists():

@@ -128,7 +128,7 @@ _TINY = 2.0 ** -1000      # absolute floor of the bound (subnormal rounding of t
 _BLOCK_ELEMENTS_64 = 4 * 1024 * 1024
 
 
-def gamma(k: int) -> float:
+def higham_gamma(k: int) -> float:
     """Higham's ``gamma_k = k u / (1 - k u)`` in float64 (``u = 2^-53``): the relative error
     bound of a dot product or sum of ``k`` terms, whatever the order of summation."""
     return k * _U64 / (1.0 - k * _U64)
@@ -140,10 +140,12 @@ def exact_route_relative_error(d: int) -> float:
 
     A Gaussian value comes either from the Gram route, certified to an exponent error of
     at most :data:`EXPONENT_TOL`, or from raw differences, whose exponent has relative error
-    at most ``gamma(d + 3)`` (and only exponents above -746 survive in float64); ``exp`` adds
-    one rounding. Cosine values: ``gamma(d + 4)`` of the unit-norm rows, relative to 1.
+    at most ``higham_gamma(d + 3)`` (and only exponents above -746 survive in float64);
+    ``exp`` adds one rounding. Cosine values: ``higham_gamma(d + 4)`` of the unit-norm rows,
+    relative to 1.
     """
-    return math.expm1(max(EXPONENT_TOL, _UNDERFLOW_EXPONENT * gamma(d + 3))) + gamma(d + 4) + 2 * _U64
+    gauss = math.expm1(max(EXPONENT_TOL, _UNDERFLOW_EXPONENT * higham_gamma(d + 3)))
+    return gauss + higham_gamma(d + 4) + 2 * _U64
 
 
 def _times(D: torch.Tensor, c: float) -> torch.Tensor:
@@ -158,7 +160,8 @@ class _Factor:
 
     Gaussian: the data are centred (the kernel is translation invariant) and scaled by a
     power of two (exact) so that the largest row norm R is in [1/2, 1). The Gram route
-    ``|a|^2 + |b|^2 - 2 a.b`` then has absolute error at most ``gamma(d + 8) (|a| + |b|)^2``
+    ``|a|^2 + |b|^2 - 2 a.b`` then has absolute error at most
+    ``higham_gamma(d + 8) (|a| + |b|)^2``
     (Higham's dot-product bound; the 8 covers the centring and the two additions), times
     ``c = (power / 2) (2^k / sigma)^2`` in the exponent.
     """
@@ -170,7 +173,7 @@ class _Factor:
         self.d = X.shape[1]
         if kernel == "cosine":
             return
-        self.gamma = gamma(self.d + 8)
+        self.gamma = higham_gamma(self.d + 8)
         self.mu = _column_mean64(X)
         R = max(_max_row_norm64(X, self.mu), 0.0 if Y is None else _max_row_norm64(Y, self.mu))
         k = math.frexp(R)[1] if R > 0 else 0
@@ -193,7 +196,7 @@ class _Factor:
         return A, (A * A).sum(1)
 
     def direct(self, gi: torch.Tensor, gj: torch.Tensor) -> torch.Tensor:
-        """``c ||x_gi - y_gj||^2`` from raw differences (relative error gamma(d + 3))."""
+        """``c ||x_gi - y_gj||^2`` from raw differences (relative error higham_gamma(d + 3))."""
         diff = self.X[gi].double() - self.Y[gj].double()
         t = torch.where(diff == 0, 0.0, diff * self.s_raw) if math.isinf(self.s_raw) else diff * self.s_raw
         return (t * t).sum(1)

@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 import sparke_lab as sl
-from sparke_lab.kernels import exact_route_relative_error, gamma
+from sparke_lab.kernels import exact_route_relative_error, higham_gamma
 from sparke_lab.rff import _group_sizes
 from sparke_lab.scores import entropy, kernel_eigenvalues
 
@@ -28,8 +28,8 @@ def brute_sum_k2(X: np.ndarray, sigma: float) -> float:
     """``sum_ij exp(-||x_i - x_j||^2 / sigma^2)`` (= k^2) from raw float64 differences.
 
     Differences of float32 inputs are exact in float64; dividing, squaring and a d-term sum
-    give an exponent with relative error <= gamma(d + 3), so each term is within
-    ``expm1(746 gamma(d + 3)) + 2u`` (terms below exp(-746) are 0 in float64 either way)."""
+    give an exponent with relative error <= higham_gamma(d + 3), so each term is within
+    ``expm1(746 higham_gamma(d + 3)) + 2u`` (terms below exp(-746) are 0 in float64 either way)."""
     X = np.asarray(X, dtype=np.float64)
     with np.errstate(over="ignore"):
         D = (((X[:, None, :] - X[None, :, :]) / sigma) ** 2).sum(-1)
@@ -37,7 +37,7 @@ def brute_sum_k2(X: np.ndarray, sigma: float) -> float:
 
 
 def brute_error(d: int) -> float:
-    return math.expm1(746 * gamma(d + 3)) + 2 * U
+    return math.expm1(746 * higham_gamma(d + 3)) + 2 * U
 
 
 def eigen_error(n: int) -> float:
@@ -77,7 +77,7 @@ def test_exact_scores_on_adversarial_data(case):
     assert rke <= rank / (1 - eps)
     # against the float64 brute force: both sums of positive terms, each term within its bound
     ref = brute_sum_k2(X, sigma)
-    tol = eps + brute_error(d) + 2 * gamma(n * n)
+    tol = eps + brute_error(d) + 2 * higham_gamma(n * n)
     assert abs(n * n / rke - ref) <= tol * ref
     # H_1 >= H_2 of the same matrix: the two routes differ by the kernel errors (2 eps) and the
     # eigensolver (twice eigen_error for sum lambda^2); eigenvalues below 1e-12 max are dropped
@@ -111,7 +111,7 @@ def test_float32_offsets_do_not_move_the_scores(offset):
     X = rng.normal(size=(60, 8))
     X32 = (X + offset).astype(np.float32)
     ref = brute_sum_k2(X32, 1.0)
-    eps = exact_route_relative_error(8) + brute_error(8) + 2 * gamma(3600)
+    eps = exact_route_relative_error(8) + brute_error(8) + 2 * higham_gamma(3600)
     assert 60 * 60 / sl.rke_score(X32, sigma=1.0) == pytest.approx(ref, rel=eps)
     # the same float32 values, centred in float64, give the same kernel
     K32 = sl.gaussian_kernel(X32, sigma=1.0).double().numpy()

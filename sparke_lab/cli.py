@@ -30,9 +30,9 @@ def _progress_bar(args, desc: str):
     from tqdm.auto import tqdm
     state = {}
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int) -> None:  # a new bar for each pass over the rows
         bar = state.get("bar")
-        if bar is None:
+        if bar is None or done < bar.n:
             bar = state["bar"] = tqdm(total=total, desc=desc, unit="rows", file=sys.stderr,
                                       disable=None if args.progress is None else False, mininterval=1.0)
         bar.update(done - bar.n)

@@ -210,7 +210,8 @@ def squared_kernel_mean(arrays: Sequence[torch.Tensor], sigmas: Sequence[float],
 
     Phases are float32 unless ``|w . z|`` could exceed 1e4 (then float64); the Gram blocks
     of each chunk of rows are float32 and accumulate in float64. ``arrays``: validated
-    (n, d_f) tensors of equal length; ``progress(rows_done, n)`` is called after each chunk.
+    (n, d_f) tensors of equal length; ``progress(rows_done, n)`` is called before the first
+    chunk and after each.
     Taught in: 06_scaling_from_n3_to_n (random-feature scores).
     """
     m = int(n_features)
@@ -237,6 +238,8 @@ def squared_kernel_mean(arrays: Sequence[torch.Tensor], sigmas: Sequence[float],
     classes = [(b, sizes.count(b)) for b in sorted(set(sizes), reverse=True)]  # at most two sizes
     grams = [[torch.zeros(cnt, b, b, dtype=torch.float64, device=device) for _ in range(3)]
              for b, cnt in classes]
+    if progress is not None:
+        progress(0, n)
     for start in range(0, n, chunk):
         Z = torch.cat([((a[start:start + chunk].double() - mu) * s).to(work)
                        for a, mu, s in zip(arrays, mus, inv)], dim=1)

@@ -127,10 +127,12 @@ def feature_covariance(phi, *arrays, chunk: int = 8192,
 
     Its non-zero eigenvalues are those of ``Phi Phi^T / n``, the approximate ``K / n``.
     Only the upper blocks of the symmetric product are multiplied (3/4 of the work);
-    ``progress(rows_done, n)`` is called after each chunk.
+    ``progress(rows_done, n)`` is called before the first chunk and after each.
     """
     n = arrays[0].shape[0]
     C = None
+    if progress is not None:
+        progress(0, n)
     for start in range(0, n, chunk):
         F = phi(*[a[start:start + chunk] for a in arrays]).double()
         h = F.shape[1] // 2

@@ -21,6 +21,26 @@ def _orders(text: str) -> List[float]:
     return out
 
 
+def _progress_bar(args, desc: str):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr, or None.
+
+    ``--progress`` forces it, ``--no-progress`` hides it; by default it shows on a terminal."""
+    if args.progress is False:
+        return None
+    from tqdm.auto import tqdm
+    state = {}
+
+    def update(done: int, total: int) -> None:  # a new bar for each pass over the rows
+        bar = state.get("bar")
+        if bar is None or done < bar.n:
+            bar = state["bar"] = tqdm(total=total, desc=desc, unit="rows", file=sys.stderr,
+                                      disable=None if args.progress is None else False, mininterval=1.0)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return update
+
+
 def cmd_scores(args) -> int:
     from . import scores
     from .io import load_features
@@ -28,24 +48,48 @@ def cmd_scores(args) -> int:
 
     X = load_features(args.features, args.key)
     T = load_features(args.prompts, args.prompt_key) if args.prompts else None
+    n = X.shape[0]
+    eigen_orders = [a for a in args.orders if a != 2]
+    # the exact spectrum is an n x n eigenproblem, except for the cosine kernel with d < n (d x d)
+    needs_n_by_n = (eigen_orders and not (args.kernel == "cosine" and X.shape[1] < n)) or T is not None
+    if args.method == "exact" and n > scores.MAX_EXACT_EIGEN_N and needs_n_by_n:
+        # refuse before the O(n^2) RKE, not after it
+        raise ValueError(f"{args.features}: n = {n} samples is too many for the exact eigenvalue scores "
+                         f"(at most {scores.MAX_EXACT_EIGEN_N}: O(n^3) time, n x n memory); use "
+                         "--method rff (linear in n), or --orders 2 without --prompts for the exact RKE alone")
     kw = dict(method=args.method, n_features=args.n_features, seed=args.seed)
-    rows = [{"score": "samples n", "value": float(X.shape[0])}, {"score": "dimension d", "value": float(X.shape[1])}]
-    rows.append({"score": "RKE (order 2)", "value": scores.rke_score(X, args.kernel, args.sigma, **kw)})
-    for a in args.orders:
-        if a == 2:
-            continue
-        name = "Vendi (order 1)" if a == 1 else f"order-{a:g} score"
-        rows.append({"score": name, "value": scores.vendi_score(X, args.kernel, args.sigma, order=a, **kw)})
+    rff = args.method == "rff"
+    rows = [{"score": "samples n", "value": float(n)}, {"score": "dimension d", "value": float(X.shape[1])}]
+    rke, se = scores.rke_score(X, args.kernel, args.sigma, **kw, return_se=True,
+                               progress=_progress_bar(args, "RKE (rff)") if rff else None)
+    rows.append({"score": "RKE (order 2)", "value": rke, **({"std. error": se} if rff else {})})
+    if eigen_orders:  # one spectrum serves every order
+        lam = scores.kernel_eigenvalues(X, args.kernel, args.sigma, **kw,
+                                        progress=_progress_bar(args, "spectrum (rff)") if rff else None)
+        for a in eigen_orders:
+            name = "Vendi (order 1)" if a == 1 else f"order-{a:g} score"
+            rows.append({"score": name, "value": math.exp(scores.entropy(lam, a))})
     if T is not None:
         ck = dict(sigma_x=args.sigma, sigma_t=args.sigma_t, kernel=args.kernel, kernel_t=args.kernel_t, **kw)
-        rows.append({"score": "Cond-RKE", "value": scores.conditional_rke_score(X, T, **ck)})
+        crke, cse = scores.conditional_rke_score(X, T, **ck, return_se=True,
+                                                 progress=_progress_bar(args, "Cond-RKE (rff)") if rff else None)
+        rows.append({"score": "Cond-RKE", "value": crke, **({"std. error": cse} if rff else {})})
         rows.append({"score": "Cond-Vendi", "value": scores.conditional_vendi_score(X, T, **ck)})
         rows.append({"score": "Information-Vendi", "value": scores.information_vendi_score(X, T, **ck)})
     if args.json:
-        print(json.dumps({r["score"]: r["value"] for r in rows}, indent=2))
+        out = {}
+        for r in rows:
+            out[r["score"]] = r["value"]
+            if "std. error" in r:
+                out[r["score"] + " std. error"] = r["std. error"]
+        print(json.dumps(out, indent=2))
     else:
         print(f"{args.features}: kernel={args.kernel} sigma={args.sigma:g} method={args.method}")
-        print(format_table(rows, ["score", "value"], "{:.4f}"))
+        cols = ["score", "value"] + (["std. error"] if rff else [])
+        print(format_table(rows, cols, "{:.4f}"))
+        if rff:
+            print("std. error: of the random-feature estimate (value +- 2 x std. error covers the exact "
+                  "score about 95 % of the time); the eigenvalue scores have none")
     return 0
 
 
@@ -78,11 +122,73 @@ def cmd_mixture(args) -> int:
     return 0
 
 
+def _check_device(spec: Optional[str]) -> None:
+    """A ``--device`` torch can use here, or a ValueError that says what is missing."""
+    if spec is None:
+        return
+    import torch
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {spec!r} is not a device name ({exc}); use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if not torch.backends.cuda.is_built() else \
+                "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?)"
+            raise ValueError(f"--device {spec}: CUDA is not available ({why}, torch {torch.__version__}); "
+                             "install a CUDA build of torch (see the README's GPU path) or use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {spec}: Apple MPS is not available here; use --device cpu")
+
+
+def _check_features_spec(spec: str) -> None:
+    """``module:function`` must import and name a callable (checked before any generation)."""
+    if spec in ("auto", "pixels") or ":" not in spec:
+        return  # unknown plain names are refused by the runner with the list of choices
+    import importlib
+    mod, _, fn = spec.partition(":")
+    try:
+        module = importlib.import_module(mod)
+    except Exception as exc:  # ImportError, or any error raised while importing the module
+        raise ValueError(f"--features {spec}: cannot import module {mod!r} ({type(exc).__name__}: {exc})") from None
+    if not callable(getattr(module, fn, None)):
+        raise ValueError(f"--features {spec}: module {mod!r} has no function {fn!r}")
+
+
+def _check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder (or creatable), and the JSON files of an earlier run in it
+    readable; a damaged one is named with what to do."""
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+            break
+    files = [out / "config.json", *sorted(out.glob("samples/*/manifest.json"))] if out.is_dir() else []
+    for f in files:
+        if not f.is_file():
+            continue
+        try:
+            json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            what = ("restore it or choose another --out" if f.name == "config.json" else
+                    f"delete the folder {f.parent} to generate that method again")
+            raise ValueError(f"{f} is damaged (not valid JSON: {exc}); {what}") from None
+
+
 def cmd_compare(args) -> int:
     from .experiments import load_prompt_file, parse_methods, run
     from .utils import format_table
     family = "digits" if args.model == "digits" else "stable-diffusion"
-    results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods, args.sweep, family), args.out,
+    prompts = load_prompt_file(args.prompts)
+    methods = parse_methods(args.methods, args.sweep, family)
+    if args.per_prompt < 2 or args.steps < 1 or args.batch_size < 1:
+        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
+    _check_device(args.device)
+    _check_features_spec(args.features)
+    _check_out_folder(Path(args.out))
+    results = run(args.model, prompts, methods, args.out,
                   per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                   features=args.features, bank=args.bank, evaluate=not args.no_eval,
@@ -147,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-features", type=int, default=2048)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars of the rff computations on stderr (default: on a terminal)")
     s.set_defaults(func=cmd_scores)
 
     d = sub.add_parser("demo", help="the main job: compare SPARKE with the baselines on the digits model")
@@ -210,12 +318,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _os_error_message(exc: OSError, folder: Optional[str] = None) -> str:
+    """An OSError in words: what failed, on which file (else in which folder), what to do."""
+    import errno
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    what = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "the disk is full: free space or choose another --out",
+            errno.EDQUOT: "the disk quota is used up: free space or choose another --out",
+            errno.EACCES: "no permission: choose another --out or fix the permissions",
+            errno.EPERM: "no permission: choose another --out or fix the permissions",
+            errno.EROFS: "the file system is read-only: choose another --out",
+            errno.ENOTDIR: "a path component is a file, not a folder",
+            errno.EISDIR: "a folder was given where a file is needed"}.get(exc.errno)
+    if hint is None:  # e.g. PIL's "image file is truncated": a damaged file
+        hint = "the file is damaged or unreadable" if where else \
+            f"a file{f' under {folder}' if folder else ''} is damaged or unreadable"
+    return f"{what}{where}; {hint}"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
         print(f"sparke-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # full disk, read-only or damaged files: a message, not a traceback
+        print(f"sparke-lab {args.command}: error: {_os_error_message(exc, getattr(args, 'out', None))}",
+              file=sys.stderr)
         return 2
 
 

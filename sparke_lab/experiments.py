@@ -62,9 +62,22 @@ class PromptSpec:
 
 def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
     """Read prompts from a text file (one per line, ``#`` comments), a CSV file with a
-    ``prompt`` column and optional ``cluster`` and ``valid_digits`` columns (digits separated
-    by spaces or ``;``), or a shipped digits prompt set by name (``single``, ``broad``,
-    ``mini``, ``all``)."""
+    ``prompt`` column and optional ``cluster``, ``valid_digits`` (digits separated by spaces
+    or ``;``) and ``class_weights`` columns (the class distribution of the prompt's training
+    captions, one weight per valid digit: the class-distribution metrics measure the total
+    variation to it), or a shipped digits prompt set by name (``single``, ``broad``, ``mini``,
+    ``all``).
+
+    Clusters: integers keep their number; names get the next free numbers in order of
+    appearance (never one of the integers); a blank cell, like a file without the column,
+    puts the prompt in a cluster of its own."""
+    def cluster_id(cell: str):  # an integer id ("3", "3.0"), or None for a name
+        try:
+            v = float(cell)
+        except ValueError:
+            return None
+        return int(v) if v.is_integer() else None  # False for inf and nan
+
     p = Path(path_or_name)
     if not p.exists():
         from .models.captions import PROMPT_SETS, load_prompt_set
@@ -80,25 +93,36 @@ def load_prompt_file(path_or_name: str) -> List[PromptSpec]:
             raise ValueError(f"{p}: no rows; a CSV prompt file needs a header with a 'prompt' column")
         if "prompt" not in rows[0]:
             raise ValueError(f"{p}: no 'prompt' column (columns: {list(rows[0])})")
-        clusters: Dict[str, int] = {}
-        for i, r in enumerate(rows, start=2):
+        cells = [(r.get("cluster") or "").strip() for r in rows]
+        ints = [c for c in map(cluster_id, cells) if c is not None]
+        next_free = max(ints) + 1 if ints else 0
+        names: Dict[str, int] = {}
+        for i, (r, c) in enumerate(zip(rows, cells), start=2):
             prompt = (r.get("prompt") or "").strip()
             if not prompt:
                 raise ValueError(f"{p}, line {i}: empty prompt")
-            c = (r.get("cluster") or "").strip()
-            if c:
-                try:
-                    cluster = int(c)
-                except ValueError:
-                    cluster = clusters.setdefault(c, len(clusters))
-            else:
-                cluster = len(out)
+            cluster = cluster_id(c) if c else None
+            if cluster is None:
+                if c and c in names:
+                    cluster = names[c]
+                else:  # a new name, or a blank cell: the next number no other cluster uses
+                    cluster, next_free = next_free, next_free + 1
+                    if c:
+                        names[c] = cluster
             v = (r.get("valid_digits") or "").replace(";", " ").split()
             try:
                 valid = tuple(int(d) for d in v)
             except ValueError:
                 raise ValueError(f"{p}, line {i}: valid_digits must be integers, got {r.get('valid_digits')!r}") from None
-            out.append(PromptSpec(prompt, cluster, valid))
+            w = (r.get("class_weights") or "").replace(";", " ").split()
+            try:
+                weights = tuple(float(x) for x in w)
+            except ValueError:
+                raise ValueError(f"{p}, line {i}: class_weights must be numbers, got {r.get('class_weights')!r}") from None
+            if weights and (len(weights) != len(valid) or min(weights) < 0 or abs(sum(weights) - 1) > 1e-6):
+                raise ValueError(f"{p}, line {i}: class_weights must be {len(valid)} non-negative numbers "
+                                 f"summing to 1 (one per valid digit, in the same order), got {r.get('class_weights')!r}")
+            out.append(PromptSpec(prompt, cluster, valid, weights))
     else:
         for line in text.splitlines():
             line = line.strip()

@@ -11,8 +11,10 @@ vector ``lambda`` and
 * conditional (prompt-aware) scores use the joint kernel ``K_X o K_T`` (Hadamard product):
   ``H_alpha(X|T) = H_alpha(X, T) - H_alpha(T)``.
 
-``method="rff"`` swaps in random Fourier features: linear in n, for large n.
-All functions take (n, d) NumPy arrays or torch tensors and return Python floats.
+``method="rff"`` swaps in random Fourier features: linear in n, for large n;
+``rke_score`` and ``conditional_rke_score`` give the estimate's standard error with
+``return_se=True``. All functions take (n, d) NumPy arrays or torch tensors and return
+Python floats.
 
 Taught in: 02_renyi_kernel_entropy (orders, Vendi, RKE), 03_conditional_entropy
 (conditional scores), 06_scaling_from_n3_to_n (exact vs RFF).
@@ -20,14 +22,14 @@ Taught in: 02_renyi_kernel_entropy (orders, Vendi, RKE), 03_conditional_entropy
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .kernels import (ArrayLike, as_features, check_kernel, check_sigma, kernel_matrix,
+from .kernels import (ArrayLike, _kernel_matrix64, as_features, check_kernel, check_sigma,
                       pairwise_kernel_power_sum)
-from .rff import FourierFeatures, joint_feature_map
+from .rff import Estimate, FourierFeatures, joint_feature_map, squared_kernel_mean
 
 METHODS = ("exact", "rff")
 #: Largest n for which the exact eigen-route (O(n^3) time, O(n^2) memory) is attempted.
@@ -75,7 +77,9 @@ def entropy(eigenvalues: Union[Sequence[float], np.ndarray, torch.Tensor], order
 
     Negative round-off eigenvalues are set to 0 and the vector is renormalised to sum 1.
     Eigenvalues below ``1e-12 * max`` are treated as 0 (round-off, which would otherwise
-    inflate low orders). Taught in: 02_renyi_kernel_entropy.
+    inflate low orders). Any order works (``log sum lam^a`` by log-sum-exp, so order 400 or
+    1e6 does not underflow to inf); the result is clipped to [0, log N] where the true value
+    lies. Taught in: 02_renyi_kernel_entropy.
     """
     a = check_order(order)
     lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64)
@@ -87,10 +91,17 @@ def entropy(eigenvalues: Union[Sequence[float], np.ndarray, torch.Tensor], order
     lam = lam / total
     lam = lam[lam > 1e-12 * float(lam.max())]
     if a == 1.0:
-        return float(-(lam * lam.log()).sum())
-    if math.isinf(a):
-        return float(-lam.max().log())
-    return float(torch.log((lam ** a).sum()) / (1.0 - a))
+        h = float(-(lam * lam.log()).sum())
+    else:
+        log_lam = lam.log()
+        top = float(log_lam.max())
+        if math.isinf(a):
+            h = -top
+        else:
+            # log sum lam^a = a log max + log sum (lam / max)^a: no underflow to 0 at high
+            # orders, no overflow at low ones
+            h = (a * top + float(torch.log(torch.exp(a * (log_lam - top)).sum()))) / (1.0 - a)
+    return min(max(h, 0.0), math.log(lam.numel()))  # the true value lies in [0, log N]
 
 
 def score_from_kernel(K: ArrayLike, order: float = 1.0) -> float:
@@ -112,21 +123,35 @@ def score_from_kernel(K: ArrayLike, order: float = 1.0) -> float:
 
 
 # ------------------------------------------------------------------------- spectra
-def feature_covariance(phi, *arrays, chunk: int = 8192) -> torch.Tensor:
+def feature_covariance(phi, *arrays, chunk: int = 8192,
+                       progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """``C = (1/n) sum_i phi(row_i) phi(row_i)^T`` (float64), accumulated ``chunk`` rows at a time.
 
     Its non-zero eigenvalues are those of ``Phi Phi^T / n``, the approximate ``K / n``.
+    Only the upper blocks of the symmetric product are multiplied (3/4 of the work);
+    ``progress(rows_done, n)`` is called before the first chunk and after each.
     """
     n = arrays[0].shape[0]
     C = None
+    if progress is not None:
+        progress(0, n)
     for start in range(0, n, chunk):
         F = phi(*[a[start:start + chunk] for a in arrays]).double()
-        C = F.T @ F if C is None else C + F.T @ F
+        h = F.shape[1] // 2
+        if C is None:
+            C = torch.zeros(F.shape[1], F.shape[1], dtype=torch.float64, device=F.device)
+        A, B = F[:, :h], F[:, h:]
+        C[:h] += A.T @ F
+        C[h:, h:] += B.T @ B
+        if progress is not None:
+            progress(min(start + chunk, n), n)
+    h = C.shape[0] // 2
+    C[h:, :h] = C[:h, h:].T
     return C / n
 
 
-def _covariance_eigenvalues(phi, *arrays) -> torch.Tensor:
-    return torch.linalg.eigvalsh(feature_covariance(phi, *arrays)).flip(0)
+def _covariance_eigenvalues(phi, *arrays, progress=None) -> torch.Tensor:
+    return torch.linalg.eigvalsh(feature_covariance(phi, *arrays, progress=progress)).flip(0)
 
 
 def _exact_eigenvalues(K: torch.Tensor) -> torch.Tensor:
@@ -141,14 +166,42 @@ def check_exact_size(n: int, what: str) -> None:
                          f"(n = {n} > {MAX_EXACT_EIGEN_N}); use method='rff' for large n")
 
 
+def _centred(A: torch.Tensor) -> torch.Tensor:
+    """``A`` minus its column mean: Gaussian kernels are translation invariant, and random
+    Fourier phases ``w . x`` of data far from the origin would lose their digits."""
+    return A - A.double().mean(0).to(A.dtype)
+
+
+def _gaussian_map(dims, sigmas, n_features: int, seed: int, arrays, device):
+    """The random Fourier map of a Gaussian (joint) kernel on centred ``arrays``: float32
+    phases, or float64 where ``|w . x|`` could exceed what float32 resolves (~1e-3 rad)."""
+    if len(dims) == 1:
+        fm = FourierFeatures(dims[0], "gaussian", sigmas[0], n_features, seed, device=device,
+                             dtype=torch.float64)
+        radius = float(torch.linalg.vector_norm(arrays[0].double(), dim=1).max())
+    else:
+        fm = joint_feature_map(dims[0], dims[1], "gaussian", sigmas[0], sigmas[1], "gaussian",
+                               n_features, seed, device=device, dtype=torch.float64)
+        radius = math.hypot(*(float(torch.linalg.vector_norm(a.double(), dim=1).max()) / s
+                              for a, s in zip(arrays, sigmas)))
+    omega = fm.omega if isinstance(fm, FourierFeatures) else fm.feature_map.omega
+    if radius * float(omega.norm(dim=0).max()) <= 1e4:
+        fm = fm.to(dtype=torch.float32) if isinstance(fm, FourierFeatures) else \
+            joint_feature_map(dims[0], dims[1], "gaussian", sigmas[0], sigmas[1], "gaussian",
+                              n_features, seed, device=device, dtype=torch.float32)
+    return fm
+
+
 def kernel_eigenvalues(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.0,
                        method: str = "exact", n_features: int = DEFAULT_N_FEATURES,
-                       seed: int = 0) -> np.ndarray:
+                       seed: int = 0, *, progress: Optional[Callable[[int, int], None]] = None
+                       ) -> np.ndarray:
     """Eigenvalues of ``K / n`` in descending order (they sum to 1).
 
     ``exact``: eigendecomposition of the n x n matrix (for the cosine kernel with d < n,
     the identical non-zero eigenvalues of the d x d matrix ``X^T X / n``).
-    ``rff``: eigenvalues of the 2m x 2m feature covariance (FKEA), linear in n.
+    ``rff``: eigenvalues of the 2m x 2m feature covariance (FKEA), linear in n
+    (``progress(rows_done, n)`` is called while the covariance accumulates).
     Taught in: 02_renyi_kernel_entropy and 04_kernel_eigenspectra.
     """
     kernel, method = check_kernel(kernel), check_method(method)
@@ -157,18 +210,20 @@ def kernel_eigenvalues(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.
     n, d = Xt.shape
     if kernel == "cosine" and (method == "rff" or d < n):
         fm = FourierFeatures(d, "cosine", dtype=torch.float64)
-        return _covariance_eigenvalues(fm, Xt).cpu().numpy()
+        return _covariance_eigenvalues(fm, Xt, progress=progress).cpu().numpy()
     if method == "rff":
-        fm = FourierFeatures(d, kernel, sigma, n_features, seed, device=Xt.device)
-        return _covariance_eigenvalues(fm, Xt).cpu().numpy()
+        Xc = _centred(Xt)
+        fm = _gaussian_map([d], [sigma], n_features, seed, [Xc], Xt.device)
+        return _covariance_eigenvalues(fm, Xc, progress=progress).cpu().numpy()
     check_exact_size(n, "kernel_eigenvalues")
-    return _exact_eigenvalues(kernel_matrix(Xt, kernel=kernel, sigma=sigma)).cpu().numpy()
+    return _exact_eigenvalues(_kernel_matrix64(Xt, None, kernel, sigma)).cpu().numpy()
 
 
 def joint_kernel_eigenvalues(X: ArrayLike, T: ArrayLike, sigma_x: float = 1.0, sigma_t: float = 1.0,
                              kernel: str = "gaussian", kernel_t: Optional[str] = None,
                              method: str = "exact", n_features: int = DEFAULT_N_FEATURES,
-                             seed: int = 0) -> np.ndarray:
+                             seed: int = 0, *, progress: Optional[Callable[[int, int], None]] = None
+                             ) -> np.ndarray:
     """Eigenvalues of the joint kernel ``(K_X o K_T) / n`` (Hadamard product), descending.
 
     Taught in: 03_conditional_entropy.
@@ -178,12 +233,15 @@ def joint_kernel_eigenvalues(X: ArrayLike, T: ArrayLike, sigma_x: float = 1.0, s
     Xt, Tt = _pair(X, T)
     sx, st = kernel_sigma(kernel, sigma_x, "sigma_x"), kernel_sigma(kernel_t, sigma_t, "sigma_t")
     if method == "rff":
-        phi = joint_feature_map(Xt.shape[1], Tt.shape[1], kernel, sx, st, kernel_t,
-                                n_features, seed, device=Xt.device)
-        return _covariance_eigenvalues(phi, Xt, Tt).cpu().numpy()
+        if kernel == "gaussian" and kernel_t == "gaussian":
+            Xt, Tt = _centred(Xt), _centred(Tt)
+            phi = _gaussian_map([Xt.shape[1], Tt.shape[1]], [sx, st], n_features, seed, [Xt, Tt], Xt.device)
+        else:
+            phi = joint_feature_map(Xt.shape[1], Tt.shape[1], kernel, sx, st, kernel_t,
+                                    n_features, seed, device=Xt.device)
+        return _covariance_eigenvalues(phi, Xt, Tt, progress=progress).cpu().numpy()
     check_exact_size(Xt.shape[0], "joint_kernel_eigenvalues")
-    K = kernel_matrix(Xt, kernel=kernel, sigma=sx).double() * \
-        kernel_matrix(Tt, kernel=kernel_t, sigma=st).double()
+    K = _kernel_matrix64(Xt, None, kernel, sx).mul_(_kernel_matrix64(Tt, None, kernel_t, st))
     return _exact_eigenvalues(K).cpu().numpy()
 
 
@@ -212,77 +270,90 @@ def vendi_score(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.0, orde
 def _mean_squared_kernel(Xt: torch.Tensor, kernel: str, sigma: float,
                          Tt: Optional[torch.Tensor] = None, kernel_t: str = "gaussian",
                          sigma_t: float = 1.0, method: str = "exact",
-                         n_features: int = DEFAULT_N_FEATURES, seed: int = 0) -> float:
-    """``(1/n^2) sum_ij k_X(x_i,x_j)^2 k_T(t_i,t_j)^2`` = ``||K/n||_F^2`` of the (joint) kernel.
+                         n_features: int = DEFAULT_N_FEATURES, seed: int = 0,
+                         progress: Optional[Callable[[int, int], None]] = None) -> Estimate:
+    """``(1/n^2) sum_ij k_X(x_i,x_j)^2 k_T(t_i,t_j)^2`` = ``||K/n||_F^2`` of the (joint) kernel,
+    with its standard error (0 when exact).
 
-    exact: blockwise pairwise sum, O(n^2) time, no n x n matrix.
-    rff with Gaussian kernels: since ``k_sigma^2 = k_{sigma/sqrt2}``, the mean embedding
-    ``||(1/n) sum_i phi'(x_i)||^2`` of the sigma/sqrt2 features is an unbiased estimate,
-    linear in n. Other kernels: ``||C||_F^2`` of the feature covariance (exact for cosine).
+    exact: blockwise pairwise sum, O(n^2) time, no n x n matrix, each term accurate to
+    :func:`~sparke_lab.kernels.exact_route_relative_error`.
+    rff with Gaussian kernels: the unbiased covariance-form estimate of
+    :func:`~sparke_lab.rff.squared_kernel_mean` (linear in n) and its standard error, the
+    value clipped to [1/n, 1] where the exact value lies. Other kernels: ``||C||_F^2`` of the
+    feature covariance (exact for cosine; no error bar for mixed cosine x Gaussian).
     """
     n = Xt.shape[0]
     if method == "exact":
         s = pairwise_kernel_power_sum(Xt, kernel, sigma, 2, Tt, kernel_t, sigma_t)
-        return s / n**2
+        return Estimate(s / n**2, 0.0)
     all_gauss = kernel == "gaussian" and (Tt is None or kernel_t == "gaussian")
-    r2 = math.sqrt(2.0)
     if all_gauss:
-        if Tt is None:
-            fm = FourierFeatures(Xt.shape[1], "gaussian", sigma / r2, n_features, seed, device=Xt.device)
-            phi, arrays = fm, (Xt,)
-        else:
-            phi = joint_feature_map(Xt.shape[1], Tt.shape[1], "gaussian", sigma / r2, sigma_t / r2,
-                                    "gaussian", n_features, seed, device=Xt.device)
-            arrays = (Xt, Tt)
-        total = phi.feature_sum(*arrays)
-        est = float(total @ total) / n**2
-        return min(max(est, 1.0 / n), 1.0)  # the exact value lies in [1/n, 1]
+        arrays, sigmas = ([Xt], [sigma]) if Tt is None else ([Xt, Tt], [sigma, sigma_t])
+        est = squared_kernel_mean(arrays, sigmas, n_features, seed, progress=progress)
+        return Estimate(min(max(est.value, 1.0 / n), 1.0), est.stderr)  # the exact value is in [1/n, 1]
     if Tt is None:
         phi, arrays = FourierFeatures(Xt.shape[1], kernel, sigma, n_features, seed, device=Xt.device), (Xt,)
     else:
         phi = joint_feature_map(Xt.shape[1], Tt.shape[1], kernel, sigma, sigma_t, kernel_t,
                                 n_features, seed, device=Xt.device)
         arrays = (Xt, Tt)
-    lam = _covariance_eigenvalues(phi, *arrays)
-    return float((lam.clamp_min(0) ** 2).sum())
+    lam = _covariance_eigenvalues(phi, *arrays, progress=progress)
+    exact_map = kernel == "cosine" and (Tt is None or kernel_t == "cosine")
+    return Estimate(float((lam.clamp_min(0) ** 2).sum()), 0.0 if exact_map else math.nan)
 
 
 def rke_score(X: ArrayLike, kernel: str = "gaussian", sigma: float = 1.0, method: str = "exact",
-              n_features: int = DEFAULT_N_FEATURES, seed: int = 0) -> float:
+              n_features: int = DEFAULT_N_FEATURES, seed: int = 0, *, return_se: bool = False,
+              progress: Optional[Callable[[int, int], None]] = None):
     """Renyi Kernel Entropy score ``exp(H_2) = 1 / ||K/n||_F^2 = n^2 / sum_ij k(x_i, x_j)^2``
     (Jalali et al. 2023).
 
     ``method="exact"`` sums the pairwise kernel values block by block: O(n^2) time, no
-    eigendecomposition and no n x n matrix. ``method="rff"`` is linear in n (unbiased
-    estimate of the Frobenius norm; ``n_features`` frequencies, ``seed``).
-    Taught in: 02_renyi_kernel_entropy; scaling in 06_scaling_from_n3_to_n.
+    eigendecomposition and no n x n matrix; the result always lies in [1, n].
+    ``method="rff"`` is linear in n: an unbiased random-feature estimate of the Frobenius
+    norm (``n_features`` frequencies, ``seed``; see :func:`~sparke_lab.rff.squared_kernel_mean`).
+    ``return_se=True`` returns ``(score, standard_error)`` instead of the score, the error by
+    the delta method ``se(RKE) = se(V) / V^2`` (0 for exact values); ``progress(done, total)``
+    is called as rows are processed (rff). Taught in: 02_renyi_kernel_entropy; scaling in
+    06_scaling_from_n3_to_n.
     """
     kernel, method = check_kernel(kernel), check_method(method)
     Xt = as_features(X, "X", min_rows=2)
     sigma = kernel_sigma(kernel, sigma)
-    return 1.0 / _mean_squared_kernel(Xt, kernel, sigma, method=method,
-                                      n_features=n_features, seed=seed)
+    est = _mean_squared_kernel(Xt, kernel, sigma, method=method, n_features=n_features, seed=seed,
+                               progress=progress)
+    value = 1.0 / est.value
+    return (value, est.stderr * value * value) if return_se else value
 
 
 # ---------------------------------------------------------------- conditional scores
 def conditional_rke_score(X: ArrayLike, T: ArrayLike, sigma_x: float = 1.0, sigma_t: float = 1.0,
                           kernel: str = "gaussian", kernel_t: Optional[str] = None,
                           method: str = "exact", n_features: int = DEFAULT_N_FEATURES,
-                          seed: int = 0) -> float:
+                          seed: int = 0, *, return_se: bool = False,
+                          progress: Optional[Callable[[int, int], None]] = None):
     """Conditional RKE ``exp(H_2(X|T)) = ||K_T||_F^2 / ||K_X o K_T||_F^2`` (SPARKE's score).
 
     ``X`` are image features, ``T`` prompt features of the same samples. At least 1;
     equals ``rke_score(X)`` when all prompts are identical and 1 when they are mutually far
-    apart. Not always <= RKE(X) (order 2 is not subadditive).
+    apart. Not always <= RKE(X) (order 2 is not subadditive). ``return_se=True`` returns
+    ``(score, standard_error)`` as in :func:`rke_score`.
     Taught in: 03_conditional_entropy.
     """
     kernel, method = check_kernel(kernel), check_method(method)
     kernel_t = check_kernel(kernel_t or kernel)
     Xt, Tt = _pair(X, T)
     sx, st = kernel_sigma(kernel, sigma_x, "sigma_x"), kernel_sigma(kernel_t, sigma_t, "sigma_t")
-    joint = _mean_squared_kernel(Xt, kernel, sx, Tt, kernel_t, st, method, n_features, seed)
-    prompts = _mean_squared_kernel(Tt, kernel_t, st, method=method, n_features=n_features, seed=seed + 7)
-    return max(prompts / joint, 1.0) if method == "rff" else prompts / joint
+    joint = _mean_squared_kernel(Xt, kernel, sx, Tt, kernel_t, st, method, n_features, seed, progress)
+    prompts = _mean_squared_kernel(Tt, kernel_t, st, method=method, n_features=n_features,
+                                   seed=seed + 7, progress=progress)
+    value = prompts.value / joint.value
+    if method == "rff":
+        value = max(value, 1.0)
+    if not return_se:
+        return value
+    # independent frequencies for the two norms: relative errors add in quadrature
+    return value, value * math.hypot(prompts.stderr / prompts.value, joint.stderr / joint.value)
 
 
 def conditional_entropy(X: ArrayLike, T: ArrayLike, order: float = 1.0, sigma_x: float = 1.0,
@@ -355,7 +426,7 @@ def rrke(X: ArrayLike, Y: ArrayLike, kernel: str = "gaussian", sigma: float = 1.
     n, m = Xt.shape[0], Yt.shape[0]
     if method == "exact" and kernel == "gaussian":
         check_exact_size(min(n, m), "rrke")
-        K = kernel_matrix(Xt, Yt, kernel=kernel, sigma=sigma).double() / math.sqrt(n * m)
+        K = _kernel_matrix64(Xt, Yt, kernel, sigma) / math.sqrt(n * m)
         nuc = float(torch.linalg.svdvals(K).sum())
     else:
         fm = FourierFeatures(Xt.shape[1], kernel, sigma, n_features, seed, device=Xt.device,

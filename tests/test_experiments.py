@@ -181,3 +181,17 @@ def test_old_manifest_format_is_refused_clearly(tmp_path, pipe):
     (mdir / "manifest.json").write_text(json.dumps({"rounds": [{"file": "round_00000.npz", "n": 2}]}))
     with pytest.raises(ValueError, match="older sparke-lab"):
         run.generate_method("none")
+
+
+def test_prompt_file_class_weights(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text("prompt,cluster,valid_digits,class_weights\nan odd digit,10,1 3,0.75 0.25\na one,1,1,\n")
+    specs = E.load_prompt_file(str(f))
+    assert specs[0].weights == (0.75, 0.25) and specs[1].weights == ()
+    f.write_text("prompt,cluster,valid_digits,class_weights\nan odd digit,10,1 3,0.5\n")
+    with pytest.raises(ValueError, match="one per valid digit"):
+        E.load_prompt_file(str(f))
+    f.write_text("prompt,cluster,valid_digits,class_weights\nan odd digit,10,1 3,a b\n")
+    with pytest.raises(ValueError, match="must be numbers"):
+        E.load_prompt_file(str(f))
+    assert all(abs(sum(s.weights) - 1) < 1e-9 for s in E.load_prompt_file("broad"))

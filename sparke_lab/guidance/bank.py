@@ -520,6 +520,10 @@ class SketchBank:
         M = tensors.get("weighted_sum")
         if M is None or M.shape != (dim, 2 * bank.n_features):
             raise ValueError(f"{path}: weighted sum does not match (dim, 2 * n_features)")
+        if n < 0 or not bool(torch.isfinite(S).all()) or not bool(torch.isfinite(M).all()):
+            # NaN sums would switch guidance off silently (every step skipped as non-finite)
+            raise ValueError(f"{path}: the sketch's running sums hold NaN or Inf (or n < 0); the file "
+                             "is damaged: delete it (and its method's samples) to rebuild the bank")
         bank._build(dim, pdim, device or "cpu")
         bank._S.copy_(S.double())
         bank._M.copy_(M.float())

@@ -177,7 +177,9 @@ class _Factor:
         self.gamma = higham_gamma(self.d + 8)
         self.mu = _column_mean64(X)
         R = max(_max_row_norm64(X, self.mu), 0.0 if Y is None else _max_row_norm64(Y, self.mu))
-        k = math.frexp(R)[1] if R > 0 else 0
+        # subnormal data (R < 2^-1000) are scaled by 2^1000 only: 2^-k would overflow; the
+        # bound below holds for any exact power-of-two scale
+        k = max(math.frexp(R)[1], -1000) if R > 0 else 0
         self.inv_scale = math.ldexp(1.0, -k)
         try:
             self.c = (power / 2.0) * (math.ldexp(1.0, k) / sigma) ** 2

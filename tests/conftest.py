@@ -36,3 +36,14 @@ def installed_wheel(tmp_path_factory):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.check(tmp_path_factory.mktemp("wheel"))
+
+
+# Property tests draw the same examples on every machine and run (CI must not fail on a new
+# random draw); SPARKE_LAB_HYPOTHESIS_RANDOM=1 explores fresh examples while developing.
+try:
+    from hypothesis import settings as _hyp_settings
+    _hyp_settings.register_profile("sparke-lab-fixed", derandomize=True)
+    if os.environ.get("SPARKE_LAB_HYPOTHESIS_RANDOM") != "1":
+        _hyp_settings.load_profile("sparke-lab-fixed")
+except ImportError:  # hypothesis is a test extra
+    pass

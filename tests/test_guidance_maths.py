@@ -318,3 +318,20 @@ def test_official_unsquared_kernel_equals_ours_at_sqrt2_sigma():
     loss, grad = kernel_row_loss_grad(Xb, F, "gaussian", sx * 2 ** 0.5, w)
     torch.testing.assert_close(loss, official.detach(), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, grad_off, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("sigma", [1e-3, 0.5])
+def test_roundoff_gradient_gets_no_published_step(sigma):
+    """A bank row equal to the query up to float32 round-off: the gradient is below the
+    summation error bound and gets no step (before: a full published step in a random
+    direction, issue 14, item 2.8); a resolvable difference still gets the full step."""
+    from sparke_lab.guidance import MemoryBank, SparkeGuidance
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 64, generator=g)
+    f = torch.nn.functional.normalize(z, dim=1)
+    v = torch.nn.functional.normalize(torch.randn(1, 64, generator=g), dim=1)
+    for delta, expect in ((1e-7, 0.0), (1e-4, 0.1)):
+        guide = SparkeGuidance(objective="rke", sigma_image=sigma, scale=0.1, in_batch=False,
+                               bank=MemoryBank.from_features(f + delta * v))
+        step = (guide.guide_latents(z.clone(), None) - z).norm() / z.norm()
+        assert float(step) == pytest.approx(expect, abs=1e-6), (delta, float(step))

@@ -198,6 +198,24 @@ def bank_kernel_mass(bank, F: torch.Tensor, kernel: str, sigma: float,
     return out
 
 
+def drop_roundoff(grad: torch.Tensor, loss: torch.Tensor, F: torch.Tensor, max_row_norm: float,
+                  sigma: float, n_terms: int) -> torch.Tensor:
+    """``grad`` with the rows that are round-off set to zero (Gaussian row loss).
+
+    The gradient ``-(2 / sigma^2) (L f - sum_i c_i x_i)`` subtracts two sums of size up to
+    ``(2 / sigma^2) L (|f| + R)`` (R: the largest row norm). Computed in floating point with
+    unit round-off u over ``n_terms`` terms, its error is at most about
+    ``(n_terms + 2) u (2 / sigma^2) L (|f| + R)`` (Higham's summation bound); a gradient below
+    that is noise, and the published step would blow it up to a full step in a random
+    direction (a tiny ``sigma_image`` or a near-duplicate bank row does it). Such rows get no
+    step."""
+    u = torch.finfo(grad.dtype).eps / 2
+    fn = torch.linalg.vector_norm(F, dim=1)
+    floor = (n_terms + 2) * u * (2.0 / sigma ** 2) * loss * (fn + max_row_norm)
+    small = torch.linalg.vector_norm(grad, dim=1) <= floor
+    return torch.where(small[:, None], torch.zeros_like(grad), grad)
+
+
 def prompt_gate(weighted: torch.Tensor, unweighted: torch.Tensor) -> torch.Tensor:
     """The gate of ``normalize="gated"``: ``sum_i w_i k_i^2 / sum_i k_i^2`` per query, in
     [0, 1] (0 where nothing is near). The share of a sample's kernel neighbourhood that

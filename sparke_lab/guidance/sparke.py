@@ -30,8 +30,8 @@ import torch
 from ..kernels import check_kernel, check_sigma
 from ._base import (GuidanceCallback, apply_update, check_scale, generate as _generate)
 from .bank import MemoryBank, SketchBank
-from .objectives import (NORMALIZATIONS, bank_kernel_mass, bank_loss_grad, guidance_step,
-                         kernel_mass, peer_loss_grad, prompt_gate, sphere_features,
+from .objectives import (NORMALIZATIONS, bank_kernel_mass, bank_loss_grad, drop_roundoff,
+                         guidance_step, kernel_mass, peer_loss_grad, prompt_gate, sphere_features,
                          sphere_pullback, vendi_loss_grad)
 from .pipelines import pool_prompt_embeds, predict_clean_latents
 from .semantic import ClipFeatures, resolve_clip_features, semantic_features
@@ -285,6 +285,11 @@ class SparkeGuidance(GuidanceCallback):
             l3, g3 = peer_loss_grad(Fp, Tp, F, Tq, start, **kw)
             loss, grad = loss + l3, grad + g3
             rows += Fp.shape[0] - 1
+        if self.kernel == "gaussian" and rows > 0:
+            R = max([float(b.squared_norms.max().sqrt()) for b in (self.bank, self.reference)
+                     if b is not None and len(b) and b.kind == "exact"]
+                    + [float(torch.linalg.vector_norm(Fp, dim=1).max())])
+            grad = drop_roundoff(grad, loss, F, R, self.sigma_image, max(rows, 1))
         self._gate = None
         if self.normalize == "gated":
             self._gate = torch.ones_like(loss) if Tq is None else prompt_gate(loss, self._mass(F, Fp))

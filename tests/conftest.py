@@ -22,3 +22,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def scale_spy():
+    """Wraps a step-end callback; records the pipeline's guidance scale at each step."""
+    class ScaleSpy:
+        tensor_inputs = ["latents"]
+
+        def __init__(self, inner):
+            self.inner, self.scales = inner, []
+            if hasattr(inner, "prepare_call"):
+                self.prepare_call = inner.prepare_call
+
+        def __call__(self, pipe, i, t, kwargs):
+            self.scales.append(pipe.guidance_scale)
+            return self.inner(pipe, i, t, kwargs)
+    return ScaleSpy

@@ -152,20 +152,11 @@ def test_vendi_guidance_window(sd):
     assert len(v.bank) == 4 and v.bank.total_added == 9
 
 
-def test_interval_guidance_sets_scale_per_step(sd):
+def test_interval_guidance_sets_scale_per_step(sd, scale_spy):
     ig = IntervalGuidance(guidance_scale=5.0, interval=(0.5, 1.0))
-    scales = []
-
-    class Spy:
-        tensor_inputs = ["latents"]
-
-        def __call__(self, pipe, i, t, kw):
-            scales.append(pipe.guidance_scale)
-            return ig(pipe, i, t, kw)
-
-    spy = Spy()
-    spy.prepare_call = ig.prepare_call
+    spy = scale_spy(ig)
     generate(sd, ["a cat"], spy, **_kw("sd", steps=4))
+    scales = spy.scales
     assert scales[0] < 1.01 and scales[1] < 1.01 and scales[2] == 5.0 and scales[3] == 5.0
     out = ig.generate(sd, ["a cat"], **_kw("sd", steps=4))
     assert torch.isfinite(out).all()

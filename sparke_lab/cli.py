@@ -80,7 +80,8 @@ def cmd_compare(args) -> int:
     results = run(args.model, load_prompt_file(args.prompts), parse_methods(args.methods), args.out,
                   per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-                  features=args.features, bank=args.bank, evaluate=not args.no_eval,
+                  features=args.features, bank=args.bank, batch_invariant=args.batch_invariant,
+                  evaluate=not args.no_eval,
                   progress=not args.no_progress, backend=args.backend, sketch_sync=args.sketch_sync)
     if results is None:  # another process of a torchrun job: rank 0 reports
         return 0
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="outputs/compare")
     c.add_argument("--bank", default="exact", choices=["exact", "sketch"],
                    help="SPARKE/RKE memory bank: exact rows or a random-feature sketch (constant cost per step)")
+    c.add_argument("--batch-invariant", action="store_true",
+                   help="run the model one sample at a time (slower): results then do not depend on the "
+                        "batch size or process count, to the bit")
     c.add_argument("--no-eval", action="store_true", help="generate samples and banks only (no metrics or report)")
     c.add_argument("--backend", default=None, choices=["gloo", "nccl"],
                    help="under torchrun: process-group backend (default nccl with CUDA, else gloo)")

@@ -196,6 +196,7 @@ class RunConfig:
     dtype: str
     features: str = "auto"
     bank: str = "exact"
+    batch_invariant: bool = False
 
     def __post_init__(self):
         self.prompts = [p if isinstance(p, PromptSpec) else
@@ -208,6 +209,8 @@ class RunConfig:
         d.pop("device")  # the same run may resume on another device
         if d["bank"] == "exact":
             d.pop("bank")  # folders written before the option existed stay valid
+        if not d["batch_invariant"]:
+            d.pop("batch_invariant")
         return d
 
 
@@ -260,6 +263,9 @@ class ComparisonRun:
         if self._pipe is None:
             dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
             self._pipe = load_model(self.cfg.model, self.cfg.device, dtype)
+        if self.cfg.batch_invariant:
+            from .guidance.pipelines import make_batch_invariant
+            make_batch_invariant(self._pipe)  # once; later calls see it done
         return self._pipe
 
     @property
@@ -441,16 +447,19 @@ def _steps_per_call(pipe, steps: int) -> int:
 def run(model: str, prompts: List[PromptSpec], methods: List[str], out_dir, *, per_prompt: int = 8,
         steps: int = 25, cfg: float = 7.0, seed: int = 0, batch_size: int = 16,
         device: Optional[str] = None, dtype: Optional[str] = None, features: str = "auto",
-        bank: str = "exact", evaluate: bool = True, progress: bool = True,
-        backend: Optional[str] = None, sketch_sync: str = "rows") -> Optional[Dict[str, dict]]:
+        bank: str = "exact", batch_invariant: bool = False, evaluate: bool = True,
+        progress: bool = True, backend: Optional[str] = None,
+        sketch_sync: str = "rows") -> Optional[Dict[str, dict]]:
     """A whole comparison on this process: what ``sparke-lab compare`` runs.
 
     Joins the process group (a group of one outside ``torchrun``), generates every method's
     samples resumably into ``out_dir`` (a round is ``batch_size`` samples on each process, so
     a folder resumes on any process count that gives the same round size), leaves the group
     once every rank has generated, then evaluates on rank 0 (metrics and the report).
-    Returns the metric rows on rank 0, ``{}`` there with ``evaluate=False``, None on the
-    other ranks.
+    ``batch_invariant``: run the model one sample at a time
+    (:func:`~sparke_lab.guidance.pipelines.make_batch_invariant`), so results do not depend
+    on the process count or batch size, to the bit. Returns the metric rows on rank 0, ``{}``
+    there with ``evaluate=False``, None on the other ranks.
     """
     from .distributed import init_distributed, shutdown
     from .utils import pick_device
@@ -460,7 +469,8 @@ def run(model: str, prompts: List[PromptSpec], methods: List[str], out_dir, *, p
     device = device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
     config = RunConfig(model=model, prompts=list(prompts), methods=list(methods), per_prompt=per_prompt,
                        steps=steps, cfg=cfg, seed=seed, batch_size=batch_size * group.world_size,
-                       device=device, dtype=dtype or "auto", features=features, bank=bank)
+                       device=device, dtype=dtype or "auto", features=features, bank=bank,
+                       batch_invariant=bool(batch_invariant))
     comparison = ComparisonRun(config, Path(out_dir), progress=progress, group=group)
     comparison.run(evaluate=False)
     # leave the group only after every rank generated (on an error a rank exits at once and

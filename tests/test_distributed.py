@@ -224,6 +224,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(runs, method):
     assert [r["indices"] for r in man2["rounds"]] == [r["indices"] for r in man1["rounds"]]
     assert all(r["processes"] == 2 for r in man2["rounds"])
     assert all(np.array_equal(im2[i], im1[i]) for i in i1)
+    assert [r["sha256"] for r in man2["rounds"]] == [r["sha256"] for r in man1["rounds"]]
     if method == "sparke":
         b2, b1 = _bank(runs / "w2", method), _bank(runs / "w1", method)
         assert len(b2) == len(b1) == 9

@@ -13,21 +13,6 @@ from sparke_lab.cli import main
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from sparke_lab.models import load_digits_pipeline
-    return load_digits_pipeline()
-
-
-def config(**kw):
-    base = dict(model="digits", prompts=[dict(prompt="an odd digit", cluster=0, valid=[1, 3, 5, 7, 9]),
-                                         dict(prompt="a handwritten three", cluster=1, valid=[3])],
-                methods=["none"], per_prompt=3, steps=3, cfg=5.0, seed=1, batch_size=2,
-                device="cpu", dtype="auto")
-    base.update(kw)
-    return E.RunConfig(**base)
-
-
 # ------------------------------------------------------------ refused before the first write
 _NO_CUDA = not torch.cuda.is_available()
 
@@ -88,13 +73,12 @@ def _nan_in_second_image(real):
 
 
 @pytest.mark.parametrize("case", ["cfg 1e38 (the model diverges)", "one NaN image in a round"])
-def test_non_finite_images_stop_the_run_and_are_never_written(tmp_path, pipe, monkeypatch, case):
+def test_non_finite_images_stop_the_run_and_are_never_written(run_config, tmp_path, pipe, monkeypatch, case):
     import sparke_lab.guidance as G
-    if case.startswith("cfg"):
-        run = E.ComparisonRun(config(cfg=1e38), tmp_path / "r", pipe=pipe, progress=False)
-    else:
+    cfg = 1e38 if case.startswith("cfg") else 5.0
+    if not case.startswith("cfg"):
         monkeypatch.setattr(G, "generate", _nan_in_second_image(G.generate))
-        run = E.ComparisonRun(config(), tmp_path / "r", pipe=pipe, progress=False)
+    run = E.ComparisonRun(run_config(methods=["none"], steps=3, cfg=cfg), tmp_path / "r", pipe=pipe, progress=False)
     with pytest.raises(ValueError, match=r"NaN/Inf .*nothing of this round was committed"):
         run.generate_method("none")
     mdir = run.method_dir("none")
@@ -133,46 +117,46 @@ TAMPER = [("overwritten by another sample", _overwrite_with_another_sample, "cha
           ("truncated", _truncate, "changed")]
 
 
+METHODS = ["none", "sparke@0.3"]
+
+
 @pytest.fixture(scope="module")
-def committed(tmp_path_factory, pipe):
-    """A finished method folder (3 rounds) and a half-finished one (1 of 3 rounds)."""
+def committed(run_config, tmp_path_factory, pipe):
+    """A run folder whose two methods are finished (3 committed rounds each)."""
     root = tmp_path_factory.mktemp("committed")
-    run = E.ComparisonRun(config(methods=["none", "sparke@0.3"]), root / "ref", pipe=pipe, progress=False)
-    run.generate_method("none")
-    run.generate_method("sparke@0.3")
-    return root
+    run = E.ComparisonRun(run_config(methods=METHODS, steps=3), root / "ref", pipe=pipe, progress=False)
+    for m in METHODS:
+        run.generate_method(m)
+    return root / "ref"
+
+
+@pytest.fixture
+def resumed(committed, tmp_path, run_config, pipe):
+    """A copy of the finished folder, opened again for a resume."""
+    import shutil
+    shutil.copytree(committed, tmp_path / "run")
+    return E.ComparisonRun(run_config(methods=METHODS, steps=3), tmp_path / "run", pipe=pipe, progress=False)
 
 
 @pytest.mark.parametrize("what,tamper,word", TAMPER, ids=[t[0] for t in TAMPER])
-def test_changed_or_missing_samples_are_caught_on_resume_and_before_evaluation(
-        tmp_path, committed, pipe, what, tamper, word):
-    import shutil
-    shutil.copytree(committed / "ref", tmp_path / "run")
-    run = E.ComparisonRun(config(methods=["none", "sparke@0.3"]), tmp_path / "run", pipe=pipe, progress=False)
-    mdir = run.method_dir("none")
-    tamper(mdir)
+def test_changed_or_missing_samples_are_caught_on_resume_and_before_evaluation(resumed, what, tamper, word):
+    tamper(resumed.method_dir("none"))
     with pytest.raises(ValueError, match=word):
-        run.generate_method("none")                           # resume (nothing left to generate)
+        resumed.generate_method("none")                       # resume (nothing left to generate)
     with pytest.raises(ValueError, match=word):
-        run.load_samples("none")                              # what evaluation reads
+        resumed.load_samples("none")                          # what evaluation reads
 
 
-def test_a_replaced_bank_is_caught_on_resume(tmp_path, committed, pipe):
-    import shutil
-    shutil.copytree(committed / "ref", tmp_path / "run")
-    run = E.ComparisonRun(config(methods=["none", "sparke@0.3"]), tmp_path / "run", pipe=pipe, progress=False)
-    mdir = run.method_dir("sparke@0.3")
+def test_a_replaced_bank_is_caught_on_resume(resumed):
+    mdir = resumed.method_dir("sparke@0.3")
     man = json.loads((mdir / "manifest.json").read_text())
     assert len(man["rounds"]) == 3 and len(man["rounds"][0]["sha256"]) == 2
     _replace_the_bank(mdir)
     with pytest.raises(ValueError, match="bank was changed"):
-        run.generate_method("sparke@0.3")
+        resumed.generate_method("sparke@0.3")
 
 
-def test_unchanged_samples_resume_and_load(tmp_path, committed, pipe):
-    import shutil
-    shutil.copytree(committed / "ref", tmp_path / "run")
-    run = E.ComparisonRun(config(methods=["none", "sparke@0.3"]), tmp_path / "run", pipe=pipe, progress=False)
-    run.generate_method("none")
-    images, _, _ = run.load_samples("none")
+def test_unchanged_samples_resume_and_load(resumed):
+    resumed.generate_method("none")
+    images, _, _ = resumed.load_samples("none")
     assert images.shape == (6, 16, 16, 1) and math.isfinite(float(images.mean()))

@@ -143,20 +143,6 @@ def _check_device(spec: Optional[str]) -> None:
         raise ValueError(f"--device {spec}: Apple MPS is not available here; use --device cpu")
 
 
-def _check_features_spec(spec: str) -> None:
-    """``module:function`` must import and name a callable (checked before any generation)."""
-    if spec in ("auto", "pixels") or ":" not in spec:
-        return  # unknown plain names are refused by the runner with the list of choices
-    import importlib
-    mod, _, fn = spec.partition(":")
-    try:
-        module = importlib.import_module(mod)
-    except Exception as exc:  # ImportError, or any error raised while importing the module
-        raise ValueError(f"--features {spec}: cannot import module {mod!r} ({type(exc).__name__}: {exc})") from None
-    if not callable(getattr(module, fn, None)):
-        raise ValueError(f"--features {spec}: module {mod!r} has no function {fn!r}")
-
-
 def _check_out_folder(out: Path) -> None:
     """``--out`` must be a folder (or creatable), and the JSON files of an earlier run in it
     readable; a damaged one is named with what to do."""
@@ -179,6 +165,7 @@ def _check_out_folder(out: Path) -> None:
 
 def cmd_compare(args) -> int:
     from .experiments import load_prompt_file, parse_methods, run
+    from .loading import check_features
     from .utils import format_table
     family = "digits" if args.model == "digits" else "stable-diffusion"
     prompts = load_prompt_file(args.prompts)
@@ -186,12 +173,13 @@ def cmd_compare(args) -> int:
     if args.per_prompt < 2 or args.steps < 1 or args.batch_size < 1:
         raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
     _check_device(args.device)
-    _check_features_spec(args.features)
+    check_features(args.features)
     _check_out_folder(Path(args.out))
     results = run(args.model, prompts, methods, args.out,
                   per_prompt=args.per_prompt, steps=args.steps, cfg=args.cfg, seed=args.seed,
                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-                  features=args.features, bank=args.bank, evaluate=not args.no_eval,
+                  features=args.features, bank=args.bank, batch_invariant=args.batch_invariant,
+                  evaluate=not args.no_eval,
                   progress=not args.no_progress, backend=args.backend, sketch_sync=args.sketch_sync)
     if results is None:  # another process of a torchrun job: rank 0 reports
         return 0
@@ -285,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="outputs/compare")
     c.add_argument("--bank", default="exact", choices=["exact", "sketch"],
                    help="SPARKE/RKE memory bank: exact rows or a random-feature sketch (constant cost per step)")
+    c.add_argument("--batch-invariant", action="store_true",
+                   help="run the model one sample at a time (slower): results then do not depend on the "
+                        "batch size or process count, to the bit")
     c.add_argument("--no-eval", action="store_true", help="generate samples and banks only (no metrics or report)")
     c.add_argument("--backend", default=None, choices=["gloo", "nccl"],
                    help="under torchrun: process-group backend (default nccl with CUDA, else gloo)")

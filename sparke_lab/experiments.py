@@ -23,7 +23,9 @@ Used by ``sparke-lab compare`` (and ``make demo``) through :func:`run`; taught i
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 import os
 import resource
 import time
@@ -34,7 +36,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from .loading import feature_extractor, load_model
+from .loading import check_features, check_model, feature_extractor, load_model
 
 METHOD_NAMES = ("none", "cfg", "sparke", "sparke-latent", "sparke-clip", "rke", "rke-clip", "vendi",
                 "pg", "cads", "interval")
@@ -237,9 +239,38 @@ def _save_sample(path: Path, image_u8: np.ndarray) -> None:
     _atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_sample(path: Path) -> np.ndarray:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _committed_bytes(path: Path, digest: Optional[str], what: str) -> bytes:
+    """The bytes of a committed file, checked against the digest the manifest holds."""
+    if not path.is_file():
+        raise ValueError(f"{path}: the committed {what} is missing; restore it, or delete "
+                         f"{path.parent} to generate this method again")
+    data = path.read_bytes()
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise ValueError(f"{path}: the committed {what} was changed after it was committed (its "
+                         f"SHA-256 differs from {path.parent / 'manifest.json'}); restore it, or delete "
+                         f"{path.parent} to generate this method again")
+    return data
+
+
+def _check_committed(mdir: Path, manifest: dict) -> None:
+    """Every committed sample (and the bank) is there and unchanged (rounds written before
+    digests were kept are checked for presence)."""
+    for r in manifest["rounds"]:
+        digests = r.get("sha256") or [None] * len(r["indices"])
+        for idx, digest in zip(r["indices"], digests):
+            _committed_bytes(mdir / _sample_name(idx), digest, f"sample {idx}")
+    if manifest.get("bank"):
+        _committed_bytes(mdir / manifest["bank"], manifest.get("bank_sha256"), "bank")
+
+
+def _decode_sample(data: bytes) -> np.ndarray:
+    import io
     from PIL import Image
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(data)) as im:
         a = np.asarray(im)
     return a[..., None] if a.ndim == 2 else a
 
@@ -263,6 +294,7 @@ class RunConfig:
     dtype: str
     features: str = "auto"
     bank: str = "exact"
+    batch_invariant: bool = False
 
     def __post_init__(self):
         self.prompts = [p if isinstance(p, PromptSpec) else
@@ -278,7 +310,57 @@ class RunConfig:
         d.pop("device")  # the same run may resume on another device
         if d["bank"] == "exact":
             d.pop("bank")  # folders written before the option existed stay valid
+        if not d["batch_invariant"]:
+            d.pop("batch_invariant")
         return d
+
+    @property
+    def family(self) -> str:
+        """The model family whose recommended guidance settings the methods use."""
+        return "digits" if self.model == "digits" else "stable-diffusion"
+
+    def validate(self) -> None:
+        """Refuse a configuration that would fail or mislead later, before anything is
+        written (a typo must not lock the output folder): sizes, ``cfg``, seed, methods and
+        their scales, bank kind, device, dtype, model and feature extractor."""
+        from .utils import pick_dtype
+        for name, value, low in (("per_prompt", self.per_prompt, 2), ("steps", self.steps, 1),
+                                 ("batch_size", self.batch_size, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if not self.prompts:
+            raise ValueError("no prompts given")
+        try:
+            cfg = float(self.cfg)
+        except (TypeError, ValueError):
+            raise ValueError(f"--cfg must be a number, got {self.cfg!r}") from None
+        if not (math.isfinite(cfg) and cfg >= 1.0):
+            raise ValueError(f"--cfg must be a finite number >= 1 (1 = no classifier-free guidance), "
+                             f"got {self.cfg!r}")
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.bank not in BANK_KINDS:
+            raise ValueError(f"bank must be one of {BANK_KINDS}, got {self.bank!r}")
+        parse_methods(",".join(self.methods))
+        for m in self.methods:   # a bad scale (sparke@-1) fails here, not after the first method
+            try:
+                make_callback(m, self.family, cfg, self.bank)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"method {m!r}: {exc}") from None
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"--device {self.device!r} is not a device ({exc})") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this torch build sees no CUDA GPU; leave --device "
+                             "out to use the CPU")
+        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {self.device}: MPS is not available here")
+        if self.dtype != "auto":
+            pick_dtype(dev, self.dtype, fallback=False)
+        check_model(self.model)
+        check_features(self.features)
 
 
 def _peak_rss_mb() -> float:
@@ -291,8 +373,7 @@ class ComparisonRun:
 
     def __init__(self, config: RunConfig, out_dir: Path, pipe=None, progress: bool = True, group=None):
         from .distributed import RankGroup
-        if config.bank not in BANK_KINDS:
-            raise ValueError(f"bank must be one of {BANK_KINDS}, got {config.bank!r}")
+        config.validate()  # before the first write
         self.cfg = config
         self.out = Path(out_dir)
         self.group = group if group is not None else RankGroup()
@@ -330,11 +411,14 @@ class ComparisonRun:
         if self._pipe is None:
             dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
             self._pipe = load_model(self.cfg.model, self.cfg.device, dtype)
+        if self.cfg.batch_invariant:
+            from .guidance.pipelines import make_batch_invariant
+            make_batch_invariant(self._pipe)  # once; later calls see it done
         return self._pipe
 
     @property
     def family(self) -> str:
-        return "digits" if self.cfg.model == "digits" else "stable-diffusion"
+        return self.cfg.family
 
     def sample_plan(self):
         """(prompt index, image index) for every sample, prompts interleaved."""
@@ -351,6 +435,8 @@ class ComparisonRun:
 
     # -- generation ---------------------------------------------------------------
     def generate_method(self, method: str) -> None:
+        """Generate ``method``'s samples round by round from the last committed round on;
+        each round is written, then committed (:meth:`_commit_round`)."""
         from tqdm.auto import tqdm
         from . import guidance as G
         group = self.group
@@ -364,6 +450,7 @@ class ComparisonRun:
         rounds = self.rounds()
         done = len(manifest["rounds"])
         group.check_same([done], f"the number of committed {method} rounds (the run folder, as each process sees it)")
+        self._check_resume(method, mdir, manifest)
         if done >= len(rounds):
             return
         callback = make_callback(method, self.family, self.cfg.cfg, self.cfg.bank)
@@ -374,63 +461,104 @@ class ComparisonRun:
         if callback is not None:
             callback.group = group
         pipe = self.pipe
-        texts = [p.prompt for p in self.cfg.prompts]
         comm0 = group.total_stats()
         bar = tqdm(total=len(rounds), initial=done, desc=f"{method:>12}", disable=not self.progress)
         for r in range(done, len(rounds)):
             items = group.shard(rounds[r])
             t0 = time.perf_counter()
+            bad = []
             if items:
-                prompts = [texts[pi] for pi, _ in items]
-                seeds = [self.cfg.seed * 1_000_003 + idx for _, idx in items]
-                gens = [torch.Generator("cpu").manual_seed(x) for x in seeds]
-                if hasattr(callback, "set_sample_seeds"):  # CADS: noise per sample, not per batch
-                    callback.set_sample_seeds([(1 << 40) + x for x in seeds])
-                imgs = G.generate(pipe, prompts, callback, batch_size=len(prompts),
-                                  num_inference_steps=self.cfg.steps, guidance_scale=self.method_cfg(method),
-                                  generator=gens, output_type="np", progress=False)
-                u8 = np.clip(np.round(np.asarray(imgs) * 255), 0, 255).astype(np.uint8)
-                for (_, idx), im in zip(items, u8):
-                    _save_sample(mdir / _sample_name(idx), im)
+                bad = self._write_samples(pipe, callback, items, mdir, method)
             elif callback is not None:
                 callback.idle_round(_steps_per_call(pipe, self.cfg.steps))
             seconds = time.perf_counter() - t0
             # every rank has written its samples (and holds the same bank size) before rank 0 commits
-            info = group.gather_floats([seconds] + ([] if bank is None else [len(bank), bank.total_added]))
-            if bool((info[:, 1:] != info[0, 1:]).any()):
-                raise RuntimeError(f"the {method} banks differ in size between processes ({info[:, 1:].tolist()}); "
+            info = group.gather_floats([seconds, len(bad), bad[0] if bad else -1]
+                                       + ([] if bank is None else [len(bank), bank.total_added]))
+            if info[:, 1].sum() > 0:
+                first = int(info[info[:, 1] > 0][0, 2])
+                raise ValueError(f"{method}: {int(info[:, 1].sum())} of the {len(rounds[r])} images of round {r} "
+                                 f"are NaN/Inf (the first: sample {first}), so the model diverged (a very large "
+                                 f"--cfg or guidance scale, or half-precision overflow?). The run stops; "
+                                 f"nothing of this round was committed (the {r} rounds before are kept)")
+            if bool((info[:, 3:] != info[0, 3:]).any()):
+                raise RuntimeError(f"the {method} banks differ in size between processes ({info[:, 3:].tolist()}); "
                                    f"round {r} is not committed")
-            seconds = float(info[:, 0].max())
             if group.is_main:
-                bank_name = None
-                if bank is not None and len(bank):
-                    bank_name = f"bank_{r % 2}.safetensors"  # alternate: the committed one is never overwritten
-                    bank.save(mdir / bank_name)
-                manifest["rounds"].append({"indices": [idx for _, idx in rounds[r]], "seconds": seconds,
-                                           "n": len(rounds[r]), "processes": group.world_size})
-                manifest["bank"] = bank_name
-                manifest["peak_rss_mb"] = max(manifest.get("peak_rss_mb", 0.0), _peak_rss_mb())
-                if torch.cuda.is_available():
-                    manifest["peak_gpu_mb"] = max(manifest.get("peak_gpu_mb", 0.0),
-                                                  torch.cuda.max_memory_allocated() / 2**20)
-                comm = group.total_stats()
-                manifest["comm_bytes_sent"] = manifest.get("comm_bytes_sent", 0) + comm["bytes_sent"] - comm0["bytes_sent"]
-                manifest["comm_seconds"] = manifest.get("comm_seconds", 0.0) + comm["seconds"] - comm0["seconds"]
-                comm0 = comm
-                _atomic_json(man_path, manifest)
+                comm0 = self._commit_round(mdir, manifest, rounds[r], r, float(info[:, 0].max()), bank, comm0)
             bar.update(1)
         bar.close()
         if bank is not None:
             group.check_same(bank.digest(), f"the {method} bank")
 
+    def _write_samples(self, pipe, callback, items, mdir: Path, method: str) -> list:
+        """Generate this process's share ``items`` of a round (fixed per-image seeds) and
+        write each image as a PNG; returns the indices of non-finite images (then none is
+        written: a NaN image would save as black)."""
+        from . import guidance as G
+        prompts = [self.cfg.prompts[pi].prompt for pi, _ in items]
+        seeds = [self.cfg.seed * 1_000_003 + idx for _, idx in items]
+        gens = [torch.Generator("cpu").manual_seed(x) for x in seeds]
+        if hasattr(callback, "set_sample_seeds"):  # CADS: noise per sample, not per batch
+            callback.set_sample_seeds([(1 << 40) + x for x in seeds])
+        imgs = np.asarray(G.generate(pipe, prompts, callback, batch_size=len(prompts),
+                                     num_inference_steps=self.cfg.steps,
+                                     guidance_scale=self.method_cfg(method), generator=gens,
+                                     output_type="np", progress=False))
+        finite = np.isfinite(imgs.reshape(len(imgs), -1)).all(1)
+        bad = [idx for (_, idx), ok in zip(items, finite) if not ok]
+        if not bad:
+            u8 = np.clip(np.round(imgs * 255), 0, 255).astype(np.uint8)
+            for (_, idx), im in zip(items, u8):
+                _save_sample(mdir / _sample_name(idx), im)
+        return bad
+
+    def _check_resume(self, method: str, mdir: Path, manifest: dict) -> None:
+        """Rank 0 checks that every committed sample (and the bank) is there and unchanged;
+        every rank shares its verdict (a collective)."""
+        error = None
+        if self.group.is_main and manifest["rounds"]:
+            try:
+                _check_committed(mdir, manifest)  # resume only from what was committed
+            except ValueError as exc:
+                error = exc
+        if self.group.gather_floats([error is not None])[0, 0]:
+            raise error if error is not None else ValueError(f"rank 0 found changed or missing {method} samples")
+
+    def _commit_round(self, mdir: Path, manifest: dict, items, r: int, seconds: float, bank, comm0) -> dict:
+        """Rank 0: save the bank (alternating files, so the committed one is never
+        overwritten), then write the manifest naming the round's samples with their digests
+        and the bank (the commit point). Returns the communication totals so far."""
+        bank_name = None
+        if bank is not None and len(bank):
+            bank_name = f"bank_{r % 2}.safetensors"
+            bank.save(mdir / bank_name)
+            manifest["bank_sha256"] = _sha256(mdir / bank_name)
+        manifest["rounds"].append({"indices": [idx for _, idx in items], "seconds": seconds,
+                                   "n": len(items), "processes": self.group.world_size,
+                                   "sha256": [_sha256(mdir / _sample_name(idx)) for _, idx in items]})
+        manifest["bank"] = bank_name
+        manifest["peak_rss_mb"] = max(manifest.get("peak_rss_mb", 0.0), _peak_rss_mb())
+        if torch.cuda.is_available():
+            manifest["peak_gpu_mb"] = max(manifest.get("peak_gpu_mb", 0.0),
+                                          torch.cuda.max_memory_allocated() / 2**20)
+        comm = self.group.total_stats()
+        manifest["comm_bytes_sent"] = manifest.get("comm_bytes_sent", 0) + comm["bytes_sent"] - comm0["bytes_sent"]
+        manifest["comm_seconds"] = manifest.get("comm_seconds", 0.0) + comm["seconds"] - comm0["seconds"]
+        _atomic_json(mdir / "manifest.json", manifest)
+        return comm
+
     def load_samples(self, method: str):
         """(images uint8 (n,H,W,C) ordered by image index, seconds per sample, manifest)."""
         mdir = self.method_dir(method)
         manifest = _read_manifest(mdir / "manifest.json")
+        digest = {i: d for r in manifest["rounds"]
+                  for i, d in zip(r["indices"], r.get("sha256") or [None] * len(r["indices"]))}
         idx = sorted(i for r in manifest["rounds"] for i in r["indices"])
         if len(set(idx)) != len(idx):
             raise RuntimeError(f"{mdir}/manifest.json lists a sample twice")
-        images = np.stack([_load_sample(mdir / _sample_name(i)) for i in idx])
+        images = np.stack([_decode_sample(_committed_bytes(mdir / _sample_name(i), digest[i], f"sample {i}"))
+                           for i in idx])
         secs = sum(r["seconds"] for r in manifest["rounds"]) / max(len(idx), 1)
         return images, secs, manifest
 
@@ -524,26 +652,31 @@ def _steps_per_call(pipe, steps: int) -> int:
 def run(model: str, prompts: List[PromptSpec], methods: List[str], out_dir, *, per_prompt: int = 8,
         steps: int = 25, cfg: float = 7.0, seed: int = 0, batch_size: int = 16,
         device: Optional[str] = None, dtype: Optional[str] = None, features: str = "auto",
-        bank: str = "exact", evaluate: bool = True, progress: bool = True,
-        backend: Optional[str] = None, sketch_sync: str = "rows") -> Optional[Dict[str, dict]]:
+        bank: str = "exact", batch_invariant: bool = False, evaluate: bool = True,
+        progress: bool = True, backend: Optional[str] = None,
+        sketch_sync: str = "rows") -> Optional[Dict[str, dict]]:
     """A whole comparison on this process: what ``sparke-lab compare`` runs.
 
     Joins the process group (a group of one outside ``torchrun``), generates every method's
     samples resumably into ``out_dir`` (a round is ``batch_size`` samples on each process, so
     a folder resumes on any process count that gives the same round size), leaves the group
     once every rank has generated, then evaluates on rank 0 (metrics and the report).
-    Returns the metric rows on rank 0, ``{}`` there with ``evaluate=False``, None on the
-    other ranks.
+    ``batch_invariant``: run the model one sample at a time
+    (:func:`~sparke_lab.guidance.pipelines.make_batch_invariant`), so results do not depend
+    on the process count or batch size, to the bit. Everything is validated before the first
+    write. Returns the metric rows on rank 0, ``{}`` there with ``evaluate=False``, None on
+    the other ranks.
     """
     from .distributed import init_distributed, shutdown
     from .utils import pick_device
-    if per_prompt < 2 or steps < 1 or batch_size < 1:
-        raise ValueError("need --per-prompt >= 2, --steps >= 1 and --batch-size >= 1")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     group = init_distributed(backend, sketch_sync=sketch_sync)  # a group of one outside torchrun
     device = device or (str(group.device) if group.backend == "nccl" else str(pick_device(None)))
     config = RunConfig(model=model, prompts=list(prompts), methods=list(methods), per_prompt=per_prompt,
                        steps=steps, cfg=cfg, seed=seed, batch_size=batch_size * group.world_size,
-                       device=device, dtype=dtype or "auto", features=features, bank=bank)
+                       device=device, dtype=dtype or "auto", features=features, bank=bank,
+                       batch_invariant=bool(batch_invariant))
     comparison = ComparisonRun(config, Path(out_dir), progress=progress, group=group)
     comparison.run(evaluate=False)
     # leave the group only after every rank generated (on an error a rank exits at once and

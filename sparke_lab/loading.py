@@ -16,6 +16,33 @@ import numpy as np
 import torch
 
 
+def check_model(model: str) -> None:
+    """Refuse a model that :func:`load_model` could not load, without loading it: the
+    shipped ``digits`` folder, a local diffusers folder (with ``model_index.json``), or a hub
+    id whose ``model_index.json`` is in the Hugging Face cache (nothing is downloaded)."""
+    if model == "digits":
+        from .models import data_dir
+        if not (data_dir() / "digits-sd" / "model_index.json").is_file():
+            raise FileNotFoundError(f"the shipped digits model is missing from {data_dir() / 'digits-sd'}; "
+                                    "run `sparke-lab train digits`")
+        return
+    local = Path(model).expanduser()
+    if local.exists():
+        if not (local / "model_index.json").exists():
+            raise FileNotFoundError(f"{local} is not a diffusers pipeline folder (no model_index.json)")
+        return
+    if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1:
+        raise FileNotFoundError(f"model path {model} does not exist")
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        cached = try_to_load_from_cache(model, "model_index.json")
+    except ValueError as exc:  # not a valid repo id
+        raise FileNotFoundError(f"model {model!r} is neither a local folder nor a hub id ({exc})") from None
+    if not isinstance(cached, str):
+        raise FileNotFoundError(f"model {model!r} is not a local folder and not in your Hugging Face cache "
+                                "(nothing is downloaded): give a local diffusers folder or download it first")
+
+
 def load_model(model: str, device=None, dtype=None):
     """``digits`` (the shipped pipeline) or a local diffusers folder / hub id (needs weights).
 
@@ -27,11 +54,8 @@ def load_model(model: str, device=None, dtype=None):
     from diffusers import DiffusionPipeline
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    check_model(model)
     local = Path(model).expanduser()
-    if local.exists() and not (local / "model_index.json").exists():
-        raise FileNotFoundError(f"{local} is not a diffusers pipeline folder (no model_index.json)")
-    if not local.exists() and (model.startswith((".", "/", "~")) or os.sep in model and model.count("/") != 1):
-        raise FileNotFoundError(f"model path {model} does not exist")
     try:
         pipe = DiffusionPipeline.from_pretrained(str(local) if local.exists() else model, torch_dtype=dt)
     except OSError as exc:
@@ -57,6 +81,26 @@ class FeatureExtractor:
         return None if self._reference is None else self._reference()
 
 
+def check_features(spec: str) -> None:
+    """Refuse a feature-extractor spec :func:`feature_extractor` could not build: ``auto``,
+    ``pixels`` or ``module:function`` with an importable module and a callable function."""
+    if spec in ("auto", "pixels"):
+        return
+    if ":" not in spec:
+        raise ValueError(f"unknown feature extractor {spec!r}: use auto, pixels or module:function")
+    import importlib
+    mod, fn = spec.split(":", 1)
+    try:
+        module = importlib.import_module(mod)
+    except Exception as exc:  # ImportError, or any error raised while importing the module
+        raise ValueError(f"--features {spec}: cannot import module {mod!r} ({type(exc).__name__}: {exc})") from None
+    if not hasattr(module, fn):
+        raise ValueError(f"--features {spec}: module {mod!r} has no function {fn!r}")
+    if not callable(getattr(module, fn)):
+        raise ValueError(f"--features {spec}: {mod}.{fn} is not a function "
+                         f"(a {type(getattr(module, fn)).__name__})")
+
+
 def feature_extractor(model: str, spec: str = "auto") -> FeatureExtractor:
     """``auto``: the digits judge for the digits model, else downsampled pixels;
     ``pixels``; or ``module:function`` taking float images (n, H, W, C) in [0, 1] and
@@ -73,8 +117,7 @@ def feature_extractor(model: str, spec: str = "auto") -> FeatureExtractor:
             t = torch.nn.functional.interpolate(t, size=(32, 32), mode="area")
             return t.reshape(len(t), -1).numpy()
         return FeatureExtractor(pixels)
-    if ":" not in spec:
-        raise ValueError(f"unknown feature extractor {spec!r}: use auto, pixels or module:function")
+    check_features(spec)
     import importlib
     mod, fn = spec.split(":", 1)
     return FeatureExtractor(getattr(importlib.import_module(mod), fn))

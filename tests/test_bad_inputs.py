@@ -259,7 +259,7 @@ PROBES = [
                                          cli("compare", "--methods", "none", "--out", "{tmp}/o")),
           exit_code=2, fragment="the disk is full"),
     Probe("truncated-png", "2.6", with_setup(damaged_run(truncate_png), lambda t, m: cli(*compare_again(t))(t, m)),
-          exit_code=2, fragment="image file is truncated", needs_run=True),
+          exit_code=2, fragment="was changed after it was committed", needs_run=True),
     Probe("device-cuda-without-cuda", "2.6", with_setup(no_cuda, cli("compare", "--methods", "none", "--device", "cuda",
                                                                      "--out", "{tmp}/o")),
           exit_code=2, fragment="CUDA is not available"),

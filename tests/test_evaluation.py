@@ -51,12 +51,15 @@ def test_paired_gains_match_the_paired_subsample_interval():
 
 
 def test_method_groups_and_sweep_parsing():
-    from sparke_lab.experiments import SWEEP, parse_methods
+    from sparke_lab.experiments import SWEEP, default_strength, parse_methods
     assert EV.method_groups(["none", "cfg@1.5", "sparke@0.1", "sparke@0.2", "pg@0.03"]) == {
         "sparke": ["none", "sparke@0.1", "sparke@0.2"], "pg": ["none", "pg@0.03"]}
     names = parse_methods("none,cfg@1.5,sparke,cads@0.3,interval", sweep=True)
     assert names[:2] == ["none", "cfg@1.5"] and "cads@0.3" in names
-    assert [m for m in names if m.startswith("sparke@")] == ["sparke@0.025", "sparke@0.05", "sparke@0.1", "sparke@0.2"]
+    # relative strengths around the family's default (digits SPARKE: scale 2 -> 0.5 ... 4)
+    d = default_strength("sparke", "digits")
+    assert [m for m in names if m.startswith("sparke@")] == [f"sparke@{d * k:g}" for k in SWEEP["sparke"]]
+    assert len({m for m in names if m.startswith("sparke@")}) == len(SWEEP["sparke"]) > 1
     assert [m for m in names if m.startswith("interval@")] == [f"interval@{k:g}" for k in SWEEP["interval"]]
     assert parse_methods("none,sparke") == ["none", "sparke"]  # no sweep: one strength each
     with pytest.raises(ValueError, match="cfg@1.5"):

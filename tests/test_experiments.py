@@ -12,21 +12,6 @@ from sparke_lab.cli import main
 from sparke_lab.report import fmt
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from sparke_lab.models import load_digits_pipeline
-    return load_digits_pipeline()
-
-
-def config(**kw):
-    base = dict(model="digits", prompts=[dict(prompt="an odd digit", cluster=0, valid=[1, 3, 5, 7, 9]),
-                                         dict(prompt="a handwritten three", cluster=1, valid=[3])],
-                methods=["none", "sparke@0.3"], per_prompt=3, steps=4, cfg=5.0, seed=1, batch_size=2,
-                device="cpu", dtype="auto")
-    base.update(kw)
-    return E.RunConfig(**base)
-
-
 def test_prompt_files(tmp_path):
     (tmp_path / "p.txt").write_text("# comment\na cat\n\na dog\n")
     ps = E.load_prompt_file(str(tmp_path / "p.txt"))
@@ -55,8 +40,8 @@ def test_methods_parse():
             E.parse_methods(bad)
 
 
-def test_resume_after_crash_equals_uninterrupted_run(tmp_path, pipe, monkeypatch):
-    full = E.ComparisonRun(config(methods=["sparke@0.3"]), tmp_path / "full", pipe=pipe, progress=False)
+def test_resume_after_crash_equals_uninterrupted_run(run_config, tmp_path, pipe, monkeypatch):
+    full = E.ComparisonRun(run_config(methods=["sparke@0.3"]), tmp_path / "full", pipe=pipe, progress=False)
     full.generate_method("sparke@0.3")
     ref_images, _, ref_manifest = full.load_samples("sparke@0.3")
 
@@ -69,12 +54,12 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, pipe, monkeypatch
             raise KeyboardInterrupt  # Ctrl-C in the second round
         return real_generate(*a, **k)
     monkeypatch.setattr(G, "generate", crashing)
-    run = E.ComparisonRun(config(methods=["sparke@0.3"]), tmp_path / "crash", pipe=pipe, progress=False)
+    run = E.ComparisonRun(run_config(methods=["sparke@0.3"]), tmp_path / "crash", pipe=pipe, progress=False)
     with pytest.raises(KeyboardInterrupt):
         run.generate_method("sparke@0.3")
     assert len(json.loads((tmp_path / "crash/samples/sparke_at_0.3/manifest.json").read_text())["rounds"]) == 1
     monkeypatch.setattr(G, "generate", real_generate)
-    again = E.ComparisonRun(config(methods=["sparke@0.3"]), tmp_path / "crash", pipe=pipe, progress=False)
+    again = E.ComparisonRun(run_config(methods=["sparke@0.3"]), tmp_path / "crash", pipe=pipe, progress=False)
     again.generate_method("sparke@0.3")
     images, _, manifest = again.load_samples("sparke@0.3")
     assert images.shape == ref_images.shape == (6, 16, 16, 1) or images.shape == ref_images.shape
@@ -86,27 +71,27 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, pipe, monkeypatch
     np.testing.assert_allclose(b1.features.numpy(), b2.features.numpy(), atol=1e-6)
 
 
-def test_other_configuration_is_refused(tmp_path, pipe):
-    E.ComparisonRun(config(), tmp_path / "run", pipe=pipe, progress=False)
+def test_other_configuration_is_refused(run_config, tmp_path, pipe):
+    E.ComparisonRun(run_config(), tmp_path / "run", pipe=pipe, progress=False)
     with pytest.raises(ValueError, match="different configuration"):
-        E.ComparisonRun(config(steps=5), tmp_path / "run", pipe=pipe, progress=False)
+        E.ComparisonRun(run_config(steps=5), tmp_path / "run", pipe=pipe, progress=False)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a sparke-lab run folder"):
-        E.ComparisonRun(config(), tmp_path / "other", pipe=pipe, progress=False)
+        E.ComparisonRun(run_config(), tmp_path / "other", pipe=pipe, progress=False)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
-def test_config_json_keeps_its_keys(tmp_path, pipe):
+def test_config_json_keeps_its_keys(run_config, tmp_path, pipe):
     """RunConfig holds PromptSpecs; config.json keeps the JSON it always had (old folders resume)."""
     specs = [E.PromptSpec("an odd digit", 0, (1, 3, 5, 7, 9)), E.PromptSpec("a handwritten three", 1, (3,))]
-    E.ComparisonRun(config(prompts=specs), tmp_path / "run", pipe=pipe, progress=False)
+    E.ComparisonRun(run_config(prompts=specs), tmp_path / "run", pipe=pipe, progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["prompts"] == [{"prompt": "an odd digit", "cluster": 0, "valid": [1, 3, 5, 7, 9]},
                                 {"prompt": "a handwritten three", "cluster": 1, "valid": [3]}]
     assert set(saved) == {"model", "prompts", "methods", "per_prompt", "steps", "cfg", "seed",
                           "batch_size", "dtype", "features"}
-    E.ComparisonRun(config(), tmp_path / "run", pipe=pipe, progress=False)  # dict prompts: the same run
+    E.ComparisonRun(run_config(), tmp_path / "run", pipe=pipe, progress=False)  # dict prompts: the same run
 
 
 class _Collect(HTMLParser):
@@ -128,8 +113,8 @@ class _Collect(HTMLParser):
         self.stack.pop()
 
 
-def test_report_matches_metrics(tmp_path, pipe):
-    run = E.ComparisonRun(config(), tmp_path / "r", pipe=pipe, progress=False)
+def test_report_matches_metrics(run_config, tmp_path, pipe):
+    run = E.ComparisonRun(run_config(), tmp_path / "r", pipe=pipe, progress=False)
     results = run.run()
     out = tmp_path / "r"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -174,8 +159,8 @@ def test_compare_command_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_old_manifest_format_is_refused_clearly(tmp_path, pipe):
-    run = E.ComparisonRun(config(methods=["none"]), tmp_path / "old", pipe=pipe, progress=False)
+def test_old_manifest_format_is_refused_clearly(run_config, tmp_path, pipe):
+    run = E.ComparisonRun(run_config(methods=["none"]), tmp_path / "old", pipe=pipe, progress=False)
     mdir = run.method_dir("none")
     mdir.mkdir(parents=True)
     (mdir / "manifest.json").write_text(json.dumps({"rounds": [{"file": "round_00000.npz", "n": 2}]}))

@@ -152,20 +152,11 @@ def test_vendi_guidance_window(sd):
     assert len(v.bank) == 4 and v.bank.total_added == 9
 
 
-def test_interval_guidance_sets_scale_per_step(sd):
+def test_interval_guidance_sets_scale_per_step(sd, scale_spy):
     ig = IntervalGuidance(guidance_scale=5.0, interval=(0.5, 1.0))
-    scales = []
-
-    class Spy:
-        tensor_inputs = ["latents"]
-
-        def __call__(self, pipe, i, t, kw):
-            scales.append(pipe.guidance_scale)
-            return ig(pipe, i, t, kw)
-
-    spy = Spy()
-    spy.prepare_call = ig.prepare_call
+    spy = scale_spy(ig)
     generate(sd, ["a cat"], spy, **_kw("sd", steps=4))
+    scales = spy.scales
     assert scales[0] < 1.01 and scales[1] < 1.01 and scales[2] == 5.0 and scales[3] == 5.0
     out = ig.generate(sd, ["a cat"], **_kw("sd", steps=4))
     assert torch.isfinite(out).all()
@@ -198,3 +189,19 @@ def test_x0_features_on_ddim_and_refused_on_euler():
     g2 = SparkeGuidance(features="x0", scale=0.1, every=1)
     with pytest.raises(ValueError, match="variance-preserving"):
         g2.generate(euler, PROMPTS[:2], batch_size=2, **_kw("sd"))
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "pixart"])
+def test_batch_invariant_pipeline_gives_each_image_whatever_its_batch(family):
+    """make_batch_invariant: a sample's image does not depend on the batch it shares, to the
+    bit (the model components run per row; their outputs are stacked back)."""
+    from sparke_lab.guidance.pipelines import make_batch_invariant
+    pipe = make_batch_invariant(make_batch_invariant(tiny_pipeline(family)))  # twice: no double wrap
+    assert getattr(pipe.vae.decode, "rowwise", False)
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]
+    kw = _kw(family)
+    kw.pop("generator")
+    together = generate(pipe, PROMPTS, None, batch_size=3, generator=gens([4, 5, 6]), **kw)
+    for i, seed in enumerate([4, 5, 6]):
+        alone = generate(pipe, PROMPTS[i:i + 1], None, batch_size=1, generator=gens([seed]), **kw)
+        assert torch.equal(together[i], alone[0]), (family, i)

@@ -81,6 +81,25 @@ def test_semantic_pullback_matches_finite_differences(sd, clip):
         clip.model.to(torch.float32)
 
 
+def test_semantic_features_on_a_batch_invariant_pipeline_do_not_depend_on_the_batch(clip):
+    """make_batch_invariant: a row's semantic features and pull-back are the same bits whether
+    it is computed alone or next to other rows (the image tower runs one row at a time)."""
+    from sparke_lab.guidance.pipelines import make_batch_invariant
+    pipe = make_batch_invariant(tiny_pipeline("sd"))
+    torch.manual_seed(5)
+    z = torch.randn(3, 4, 8, 8)
+    gF = torch.randn(3, clip.dim)
+    F, pull = semantic_features(clip, pipe, z, None)
+    g = pull(gF)
+    for i in range(3):
+        Fi, pull_i = semantic_features(clip, pipe, z[i:i + 1], None)
+        assert torch.equal(Fi, F[i:i + 1])
+        assert torch.equal(pull_i(gF[i:i + 1]), g[i:i + 1])
+    # prompt features: each distinct prompt is encoded alone, whatever shares the call
+    T = clip.encode_prompts(["a red cube", "a blue ball", "a red cube"])
+    assert torch.equal(T[0], T[2]) and torch.equal(T[1:2], clip.encode_prompts(["a blue ball"]))
+
+
 def test_clip_string_resolves_on_the_digits_pipeline_only(sd):
     from sparke_lab.models import load_digits_pipeline
     g = SparkeGuidance(features="clip", scale=0.05, every=2)

@@ -85,32 +85,22 @@ def test_cads_runs_on_the_toy_prompt_embedding():
     assert not torch.equal(x, ref)
 
 
-def test_interval_guidance_runs_on_the_toy():
+def test_interval_guidance_runs_on_the_toy(scale_spy):
     pipe = _toy()
     labels = [0, 1, 2] * 4
     kw = dict(num_inference_steps=20, progress=False)
 
     def run(cb, cfg):
-        return generate(pipe, labels, cb, guidance_scale=cfg, generator=torch.Generator().manual_seed(1), **kw)
+        return generate(pipe, labels, cb, guidance_scale=cfg, batch_size=len(labels),
+                        generator=torch.Generator().manual_seed(1), **kw)
 
     cfg3 = run(None, 3.0)
     # CFG over the whole run is plain CFG, to the bit
     assert torch.equal(run(IntervalGuidance(guidance_scale=3.0, interval=(0.0, 1.0)), 3.0), cfg3)
     # no CFG in the first half: the pipeline's scale is switched per step
-    half = IntervalGuidance(guidance_scale=3.0, interval=(0.5, 1.0))
-    seen = []
-
-    class Spy:
-        tensor_inputs = ["latents"]
-
-        def __call__(self, p, i, t, kwargs):
-            seen.append(p.guidance_scale)
-            return half(p, i, t, kwargs)
-
-    call = half.prepare_call(pipe, dict(num_inference_steps=20))
-    out = pipe(labels, num_inference_steps=20, guidance_scale=call["guidance_scale"],
-               generator=torch.Generator().manual_seed(1), callback_on_step_end=Spy()).images
-    assert seen[:10] == [1.0 + 1e-6] * 10 and seen[10:] == [3.0] * 10   # 1 + 1e-6: CFG off
+    spy = scale_spy(IntervalGuidance(guidance_scale=3.0, interval=(0.5, 1.0)))
+    out = run(spy, 3.0)
+    assert spy.scales[:10] == [1.0 + 1e-6] * 10 and spy.scales[10:] == [3.0] * 10   # 1 + 1e-6: CFG off
     assert not torch.equal(out, cfg3)
 
 

@@ -95,10 +95,11 @@ class ParticleGuidance(_GenerateMixin, GuidanceCallback):
             off = d2[~torch.eye(n, dtype=torch.bool, device=d2.device)]
             h = float(off.median()) / math.log(n) if n > 2 else float(off.median())
             h = max(h, 1e-12)
-        K = torch.exp(-d2[start:start + B] / h)
-        K[torch.arange(B), start + torch.arange(B)] = 0.0   # no self-repulsion
-        # repulsive force = -grad_{f_i} sum_j k_ij = (2 / h) sum_j k_ij (f_i - f_j)
-        force = (2.0 / h) * (K.sum(1, keepdim=True) * f - K @ fa)
+        K = torch.exp(-d2 / h)
+        K.fill_diagonal_(0.0)                       # no self-repulsion
+        # repulsive force = -grad_{f_i} sum_j k_ij = (2 / h) sum_j k_ij (f_i - f_j), for the
+        # whole round on every rank (one process's shapes), this process's rows kept
+        force = ((2.0 / h) * (K.sum(1, keepdim=True) * fa - K @ fa))[start:start + B]
         if pull is not None:
             force = pull(force)                     # through the decoder and image tower
         elif self.features == "latent":

@@ -146,8 +146,17 @@ class ClipFeatures:
 
     # ------------------------------------------------------------------ features
     def encode_prompts(self, prompts) -> torch.Tensor:
-        """(n, d) L2-normalised text features of ``prompts`` (for the prompt kernel)."""
-        return clip_text_features(self.model, self.tokenizer, list(prompts)).cpu()
+        """(n, d) L2-normalised text features of ``prompts`` (for the prompt kernel).
+
+        Each distinct prompt is encoded alone, so its features are the same bits whatever
+        other prompts share the call (matrix products pick their round-off by batch size;
+        a run on several processes must agree with one process)."""
+        prompts = list(prompts)
+        distinct = list(dict.fromkeys(prompts))
+        rows = {p: clip_text_features(self.model, self.tokenizer, [p]).cpu() for p in distinct}
+        if not prompts:
+            return torch.zeros(0, self.dim)
+        return torch.cat([rows[p] for p in prompts])
 
     def decode(self, pipe, x0: torch.Tensor) -> torch.Tensor:
         """The pipeline's VAE decode of clean latents ``x0`` to images in [0, 1] (B, C, H, W),
@@ -186,7 +195,12 @@ def semantic_features(features: "ClipFeatures", pipe, latents: torch.Tensor, x0_
         x0, dz = latents, 1.0
     leaf = x0.detach().float().clone().requires_grad_(True)
     with torch.enable_grad():
-        F = features.image_features(pipe, leaf)
+        if getattr(pipe, "sparke_lab_batch_invariant", False):
+            # one row at a time, forward and backward (make_batch_invariant): a sample's
+            # features and gradient do not depend on the batch it shares
+            F = torch.cat([features.image_features(pipe, leaf[i:i + 1]) for i in range(B)])
+        else:
+            F = features.image_features(pipe, leaf)
 
     def pull(gF: torch.Tensor) -> torch.Tensor:
         (g,) = torch.autograd.grad(F, leaf, grad_outputs=gF.to(F.dtype), retain_graph=True)

@@ -178,8 +178,10 @@ class SparkeGuidance(GuidanceCallback):
 
     @property
     def exchanges_peers(self) -> bool:
-        """Whether samples of one round interact (in-batch term or a Vendi objective): on
-        several processes their features are then gathered at every guided step."""
+        """Whether samples of one round interact (in-batch term or a Vendi objective). On
+        several processes the round's features are gathered at every guided step anyway:
+        every rank computes the whole round's objective and keeps its own rows, so the result
+        does not depend on how the round is split."""
         return self.in_batch or self.objective in ("vendi", "cond-vendi")
 
     @property
@@ -352,19 +354,20 @@ class SparkeGuidance(GuidanceCallback):
             T = T.to(F.device, torch.float32)
         # rows with NaN/Inf features neither move nor repel the others
         valid = torch.isfinite(F).all(1)
+        nv = int(valid.sum())
         Tv = None if T is None else T[valid]
-        peers = None
-        if self.group is not None and self.group.distributed and self.exchanges_peers:
-            peers = self.gather_batch(F[valid], Tv if self.conditional else None)
-        if bool(valid.all()):
-            loss, gF, rows = self.loss_and_grad(F, T, peers)
-        else:
-            loss = torch.full((B,), float("nan"), device=F.device)
-            gF = torch.full_like(F, float("nan"))
-            rows = 0
-            if bool(valid.any()):
-                lv, gv, rows = self.loss_and_grad(F[valid], Tv, peers)
-                loss[valid], gF[valid] = lv, gv
+        loss = torch.full((B,), float("nan"), device=F.device)
+        gF = torch.full_like(F, float("nan"))
+        rows = 0
+        if self.group is not None and self.group.distributed:
+            # every rank computes the objective of the whole round (the same shapes and
+            # reduction order as one process holding the round) and keeps its own rows
+            Fa, Ta, start = self.gather_batch(F[valid], Tv if self.conditional else None)
+            if nv:
+                la, ga, rows = self.loss_and_grad(Fa, Ta, (Fa, Ta, 0))
+                loss[valid], gF[valid] = la[start:start + nv], ga[start:start + nv]
+        elif nv:
+            loss[valid], gF[valid], rows = self.loss_and_grad(F[valid], Tv)
         if rows == 0 or self.scale == 0.0:
             return latents
         g = pull(torch.nan_to_num(gF, nan=0.0, posinf=0.0, neginf=0.0)).reshape(B, -1)
@@ -461,7 +464,7 @@ class SparkeGuidance(GuidanceCallback):
             return
         for i in range(int(total)):
             self._step = i
-            if self.scale > 0 and self.acts_on(i, total) and self.exchanges_peers:
+            if self.scale > 0 and self.acts_on(i, total):  # guide_latents gathers the round
                 self.gather_batch(None, None)
         if self.update_bank:
             self._add_finished(None, None)

@@ -40,7 +40,7 @@ demo: $(CORE_STAMP)
 	$(VENV)/bin/sparke-lab demo
 
 test: $(ALL_STAMP)
-	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
+	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q --durations=25
 
 test-unit: $(ALL_STAMP)
 	$(PY) -m pytest tests -q

@@ -6,6 +6,13 @@ import pytest
 matplotlib.use("Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: each (and the notebook kernels and
+    # subprocesses it starts) takes one thread, so two workers never fight over two cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -69,12 +76,28 @@ def installed_wheel(tmp_path_factory):
     benchmarks/install_check.py (once per session: tests/test_wheel_install.py checks it,
     tests/test_browser.py opens its compare report)."""
     import importlib.util
+    import json
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "install_check.py"
-    spec = importlib.util.spec_from_file_location("sparke_lab_install_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.check(tmp_path_factory.mktemp("wheel"))
+
+    from filelock import FileLock
+
+    def build():
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / "install_check.py"
+        spec = importlib.util.spec_from_file_location("sparke_lab_install_check", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.check(tmp_path_factory.mktemp("wheel"))
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build()
+    # under pytest-xdist: the first worker builds, the others read its result (one shared folder)
+    shared = tmp_path_factory.getbasetemp().parent / "installed_wheel.json"
+    with FileLock(str(shared) + ".lock"):
+        if shared.is_file():
+            return json.loads(shared.read_text())
+        out = build()
+        shared.write_text(json.dumps(out))
+        return out
 
 
 # Property tests draw the same examples on every machine and run (CI must not fail on a new

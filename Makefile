@@ -15,7 +15,7 @@ CORE_STAMP := $(VENV)/.sparke-lab-core
 ALL_STAMP := $(VENV)/.sparke-lab-all
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 NB_TIMEOUT ?= 600
-# pytest workers for `make test` (pytest-xdist; a test file stays on one worker, see tests/conftest.py); TEST_WORKERS=0 runs in one process
+# pytest workers for `make test` (pytest-xdist; a test file stays on one worker); TEST_WORKERS=0 runs in one process
 TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -42,7 +42,7 @@ demo: $(CORE_STAMP)
 	$(VENV)/bin/sparke-lab demo
 
 test: $(ALL_STAMP)
-	$(PY) -m pytest notebooks tests --nbmake --nbmake-timeout=$(NB_TIMEOUT) -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest notebooks tests --nbmake --nbmake-timeout=$(NB_TIMEOUT) -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(ALL_STAMP)
 	$(PY) -m pytest tests -q

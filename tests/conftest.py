@@ -15,16 +15,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under `make test` (pytest-xdist, --dist loadgroup) a test file runs on one worker, so its
-    module fixtures are built once; the wheel test and the browser tests share one worker, as
-    they share the installed wheel (built once, not waited for by the other worker)."""
-    shared = {"tests/test_wheel_install.py": "wheel", "tests/test_browser.py": "wheel"}
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(shared.get(path, path)))
-
-
 @pytest.fixture
 def rng():
     import numpy as np

@@ -8,6 +8,7 @@
 * :func:`toy_mode_tv`, :func:`rke_guidance_field`, :func:`plot_toy_methods`,
   :func:`toy_guided_panel`, :func:`toy_guidance_explorer`: guided sampling on the 2-D toy, 07.
 * :func:`tile_images`, :func:`show_tiles`: image grids inside one axes, 08-10.
+* :func:`feature_spaces`: the same images in latent, semantic and judge features, 09.
 * :func:`write_demo_image_folder`, :func:`load_image_folder`, :func:`downsampled_pixels`:
   scoring a folder of your own images, 10.
 """
@@ -379,3 +380,51 @@ def downsampled_pixels(images, size: int = 16) -> np.ndarray:
         raise ValueError(f"expected grayscale images (n, H, W), got shape {tuple(x.shape)}")
     x = torch.nn.functional.adaptive_avg_pool2d(x[:, None], int(size))
     return x.reshape(len(x), -1).numpy().astype(np.float64)
+
+
+# ------------------------------------------------------------------ feature spaces (09)
+def feature_spaces(images, pipe=None, clip=None, judge=None, batch_size: int = 64) -> Dict[str, np.ndarray]:
+    """The same images in up to three feature spaces, each row of unit length (float64).
+
+    * ``"latent"`` (needs ``pipe``): the pipeline VAE's encoding (posterior mean) of the images,
+      flattened: the space latent SPARKE repels in (up to the decoder-encoder round trip);
+    * ``"semantic"`` (needs ``clip``, a :class:`~sparke_lab.guidance.semantic.ClipFeatures`):
+      the image tower's embedding, the space semantic SPARKE repels in;
+    * ``"judge"`` (needs ``judge``, the digits classifier): its penultimate layer, a space no
+      guidance used.
+
+    ``images``: (n, C, H, W) in [0, 1]. A score is only as independent as its space: a method
+    looks best in the space it was steered in, so compare methods in a space none of them used.
+
+    Taught in: 09_stable_diffusion_on_gpu.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(images)
+    if x.ndim != 4:
+        raise ValueError(f"images must be (n, C, H, W) in [0, 1], got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or inf; generate them again (e.g. in float32)")
+    if pipe is None and clip is None and judge is None:
+        raise ValueError("give at least one of pipe (latent space), clip (semantic) or judge")
+    x = x.float()
+    out: Dict[str, np.ndarray] = {}
+    chunks = range(0, len(x), int(batch_size))
+    with torch.no_grad():
+        if pipe is not None:
+            vae = pipe.vae
+            rows = []
+            for s in chunks:
+                b = (x[s:s + batch_size] * 2 - 1).to(vae.device, vae.dtype)
+                rows.append(vae.encode(b).latent_dist.mean.float().reshape(len(b), -1).cpu())
+            out["latent"] = F.normalize(torch.cat(rows), dim=1).double().numpy()
+        if clip is not None:
+            from .guidance.semantic import clip_image_features
+            dev = next(clip.model.parameters()).device
+            rows = [clip_image_features(clip.model, x[s:s + batch_size].to(dev), clip.image_size,
+                                        clip.image_mean, clip.image_std).float().cpu() for s in chunks]
+            out["semantic"] = torch.cat(rows).double().numpy()
+        if judge is not None:
+            out["judge"] = np.asarray(judge.features(x, normalize=True), dtype=np.float64)
+    return out

@@ -70,3 +70,41 @@ def test_umap_embed_is_seeded():
         umap_embed(X[:2])
     with pytest.raises(ValueError):
         umap_embed(np.full((5, 2), np.nan))
+
+
+def test_feature_spaces_match_each_model_and_have_unit_rows(pipe):
+    import torch
+    from sparke_lab.guidance.semantic import ClipFeatures
+    from sparke_lab.models import load_digits_judge
+
+    judge, clip = load_digits_judge(), ClipFeatures.for_digits()
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.rand(5, 1, 16, 16, generator=g)
+    spaces = teaching.feature_spaces(imgs, pipe=pipe, clip=clip, judge=judge, batch_size=2)
+    assert set(spaces) == {"latent", "semantic", "judge"}
+    for F in spaces.values():
+        assert F.shape[0] == 5 and F.dtype == np.float64
+        np.testing.assert_allclose(np.linalg.norm(F, axis=1), 1.0, rtol=1e-6)
+    from sparke_lab.guidance.semantic import clip_image_features
+    with torch.no_grad():   # the reference: one call of each model on the whole batch
+        z = pipe.vae.encode(imgs * 2 - 1).latent_dist.mean.reshape(5, -1)
+        ref = {"latent": (z / z.norm(dim=1, keepdim=True)).double().numpy(),
+               "semantic": clip_image_features(clip.model, imgs, clip.image_size, clip.image_mean,
+                                               clip.image_std).double().numpy(),
+               "judge": judge.features(imgs, normalize=True)}
+    # float32 models run in batches of 2 vs 5: only the summation order differs; sums of a few
+    # hundred float32 terms (eps 6e-8) through a few layers stay well inside 1e-4 on unit rows
+    for name in spaces:
+        np.testing.assert_allclose(spaces[name], ref[name], atol=1e-4, err_msg=name)
+
+
+def test_feature_spaces_bad_input():
+    import torch
+    with pytest.raises(ValueError, match="at least one"):
+        teaching.feature_spaces(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"\(n, C, H, W\)"):
+        teaching.feature_spaces(torch.rand(2, 16, 16), judge=object())
+    bad = torch.rand(2, 1, 16, 16)
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        teaching.feature_spaces(bad, judge=object())

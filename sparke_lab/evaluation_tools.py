@@ -11,11 +11,13 @@ module holds the reusable pieces (derivations: docs/maths.md, "Finite-n bias", "
 * bandwidth: :func:`sigma_scan` and :func:`find_plateau`;
 * intervals: :func:`subsample_indices` and :func:`paired_subsample_interval` (paired
   half-sample subsampling without replacement, delete-d jackknife scaling);
+  :func:`subsample_interval` for one set's score;
 * feature space: :func:`greedy_rke_subset` (a discrete SPARKE: the subset a method tuned on
   one feature space would pick);
 * matched fidelity: :func:`pareto_front` and :func:`frontier_at`.
 
-Taught in: 11_evaluating_diversity.
+Taught in: 11_evaluating_diversity; the recipe for one's own samples (bandwidth, matched n, a
+reported interval): 10_evaluate_your_own_model.
 """
 from __future__ import annotations
 
@@ -244,6 +246,25 @@ class PairedInterval:
     subset_deltas: np.ndarray
 
 
+def _check_subsets(n: int, size: Optional[int], repeats: int, seed: int,
+                   subsets: Optional[Sequence[np.ndarray]]) -> Tuple[List[np.ndarray], int]:
+    """Random subsets of ``size`` rows (default ``n // 2``), or the given ones checked."""
+    if subsets is None:
+        m = n // 2 if size is None else _check_int(size, "size", 2)
+        if not 2 <= m < n:
+            raise ValueError(f"subset size must satisfy 2 <= size < n = {n}, got {m}")
+        subsets = subsample_indices(n, m, repeats, seed)
+    else:
+        subsets = [np.asarray(i, dtype=np.int64) for i in subsets]
+        sizes = {len(i) for i in subsets}
+        if len(subsets) < 2 or len(sizes) != 1:
+            raise ValueError("subsets must be at least two index arrays of one size")
+        m = sizes.pop()
+        if not 2 <= m < n or any(len(set(i.tolist())) != m or i.min() < 0 or i.max() >= n for i in subsets):
+            raise ValueError(f"each subset must hold {m} distinct row indices in 0..{n - 1} with m < n")
+    return subsets, m
+
+
 def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
                               repeats: int = 50, size: Optional[int] = None, level: float = 0.95,
                               seed: int = 0, subsets: Optional[Sequence[np.ndarray]] = None
@@ -271,22 +292,33 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
         raise ValueError(f"a and b must be paired row by row: a has {n} rows, b has {_rows(B, 'b')}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    if subsets is None:
-        m = n // 2 if size is None else _check_int(size, "size", 2)
-        if not 2 <= m < n:
-            raise ValueError(f"subset size must satisfy 2 <= size < n = {n}, got {m}")
-        subsets = subsample_indices(n, m, repeats, seed)
-    else:
-        subsets = [np.asarray(i, dtype=np.int64) for i in subsets]
-        sizes = {len(i) for i in subsets}
-        if len(subsets) < 2 or len(sizes) != 1:
-            raise ValueError("subsets must be at least two index arrays of one size")
-        m = sizes.pop()
-        if not 2 <= m < n or any(len(set(i.tolist())) != m or i.min() < 0 or i.max() >= n for i in subsets):
-            raise ValueError(f"each subset must hold {m} distinct row indices in 0..{n - 1} with m < n")
+    subsets, m = _check_subsets(n, size, repeats, seed, subsets)
     delta = float(score(*B)) - float(score(*A))
     d = np.array([float(score(*_take(B, i))) - float(score(*_take(A, i))) for i in subsets])
     return interval_from_subset_deltas(delta, d, n, m, level)
+
+
+def subsample_interval(score: Callable[..., float], arrays: Arrays, repeats: int = 50,
+                       size: Optional[int] = None, level: float = 0.95, seed: int = 0,
+                       subsets: Optional[Sequence[np.ndarray]] = None) -> PairedInterval:
+    """Interval for one set's score: :func:`paired_subsample_interval` without the baseline.
+
+    ``score(*arrays)`` at full size, with the standard error from the spread of the score on
+    random subsets of ``size`` rows (default ``n // 2``) without replacement, delete-d
+    jackknife scale ``sqrt(m / (n - m))``. The returned interval's ``delta`` is the score
+    itself (its gain over nothing) and ``subset_deltas`` the subset scores. Use it to report a
+    single model's score; for a comparison of two paired sets use
+    :func:`paired_subsample_interval` (most of the noise cancels in the difference).
+    Taught in: 10_evaluate_your_own_model.
+    """
+    arrays = _as_tuple(arrays)
+    n = _rows(arrays, "subsample_interval")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    subsets, m = _check_subsets(n, size, repeats, seed, subsets)
+    full = float(score(*arrays))
+    return interval_from_subset_deltas(full, [float(score(*_take(arrays, i))) for i in subsets],
+                                       n, m, level)
 
 
 def interval_from_subset_deltas(delta: float, subset_deltas: Sequence[float], n: int, m: int,

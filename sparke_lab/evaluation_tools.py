@@ -95,7 +95,7 @@ def unbiased_inverse_rke(X: ArrayLike, kernel: str = "gaussian", sigma: float = 
     ``(1 - 1/RKE_population) / n`` (:func:`expected_inverse_rke`); dropping it gives a
     U-statistic whose mean is the population's inverse RKE at every n >= 2. (Its inverse is
     consistent for the population RKE, but not unbiased for it.) O(n^2), blockwise.
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     kernel = check_kernel(kernel)
     Xt = as_features(X, "X", min_rows=2)
@@ -140,7 +140,7 @@ def matched_n_scores(score: Callable[..., float], sets: Mapping[str, Arrays],
     are compared only after subsampling each to the same n without replacement; the mean
     over ``repeats`` subsets is the score at n and their spread shows the subsampling noise.
     Returns ``{name: scores}`` (one value for a set that already has n rows).
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     if not sets:
         raise ValueError("no sets given")
@@ -158,7 +158,8 @@ def sigma_scan(X: ArrayLike, sigmas: Sequence[float], order: float = 2.0,
                kernel: str = "gaussian") -> np.ndarray:
     """The score ``exp(H_order)`` of ``X`` at each Gaussian bandwidth in ``sigmas``
     (order 2: :func:`~sparke_lab.scores.rke_score`, else :func:`~sparke_lab.scores.vendi_score`).
-    Taught in: 11_evaluating_diversity (choose sigma on the plateau and report it).
+    Taught in: 11_evaluating_diversity (choose sigma on the plateau and report it); applied in
+    10_evaluate_your_own_model.
     """
     s = np.asarray(sigmas, dtype=float).ravel()
     if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
@@ -192,7 +193,7 @@ def find_plateau(sigmas: Sequence[float], scores: Sequence[float], n: Optional[i
     most decades of sigma wins. ``score`` is interpolated (log-log) at the run's geometric
     centre ``sigma``: the bandwidth to report with the score.
     No flat run raises ``ValueError``: the data have no scale at which a mode count is stable.
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     s = np.asarray(sigmas, dtype=float).ravel()
     v = np.asarray(scores, dtype=float).ravel()
@@ -284,7 +285,8 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
     vanishes (e.g. RKE of exactly equal modes) it over-covers. Dividing the half-sample
     spread by sqrt(2) instead would treat halves of one sample as independent samples of
     size n/2 and make the interval too narrow by sqrt(2). ``subsets`` overrides the random
-    subsets (e.g. the same ones for several methods). Taught in: 11_evaluating_diversity.
+    subsets (e.g. the same ones for several methods). Taught in: 11_evaluating_diversity;
+    applied in 10_evaluate_your_own_model.
     """
     A, B = _as_tuple(a), _as_tuple(b)
     n = _rows(A, "a")

@@ -11,11 +11,13 @@ module holds the reusable pieces (derivations: docs/maths.md, "Finite-n bias", "
 * bandwidth: :func:`sigma_scan` and :func:`find_plateau`;
 * intervals: :func:`subsample_indices` and :func:`paired_subsample_interval` (paired
   half-sample subsampling without replacement, delete-d jackknife scaling);
+  :func:`subsample_interval` for one set's score;
 * feature space: :func:`greedy_rke_subset` (a discrete SPARKE: the subset a method tuned on
   one feature space would pick);
 * matched fidelity: :func:`pareto_front` and :func:`frontier_at`.
 
-Taught in: 11_evaluating_diversity.
+Taught in: 11_evaluating_diversity; the recipe for one's own samples (bandwidth, matched n, a
+reported interval): 10_evaluate_your_own_model.
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ def unbiased_inverse_rke(X: ArrayLike, kernel: str = "gaussian", sigma: float = 
     ``(1 - 1/RKE_population) / n`` (:func:`expected_inverse_rke`); dropping it gives a
     U-statistic whose mean is the population's inverse RKE at every n >= 2. (Its inverse is
     consistent for the population RKE, but not unbiased for it.) O(n^2), blockwise.
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     kernel = check_kernel(kernel)
     Xt = as_features(X, "X", min_rows=2)
@@ -138,7 +140,7 @@ def matched_n_scores(score: Callable[..., float], sets: Mapping[str, Arrays],
     are compared only after subsampling each to the same n without replacement; the mean
     over ``repeats`` subsets is the score at n and their spread shows the subsampling noise.
     Returns ``{name: scores}`` (one value for a set that already has n rows).
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     if not sets:
         raise ValueError("no sets given")
@@ -156,7 +158,8 @@ def sigma_scan(X: ArrayLike, sigmas: Sequence[float], order: float = 2.0,
                kernel: str = "gaussian") -> np.ndarray:
     """The score ``exp(H_order)`` of ``X`` at each Gaussian bandwidth in ``sigmas``
     (order 2: :func:`~sparke_lab.scores.rke_score`, else :func:`~sparke_lab.scores.vendi_score`).
-    Taught in: 11_evaluating_diversity (choose sigma on the plateau and report it).
+    Taught in: 11_evaluating_diversity (choose sigma on the plateau and report it); applied in
+    10_evaluate_your_own_model.
     """
     s = np.asarray(sigmas, dtype=float).ravel()
     if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
@@ -190,7 +193,7 @@ def find_plateau(sigmas: Sequence[float], scores: Sequence[float], n: Optional[i
     most decades of sigma wins. ``score`` is interpolated (log-log) at the run's geometric
     centre ``sigma``: the bandwidth to report with the score.
     No flat run raises ``ValueError``: the data have no scale at which a mode count is stable.
-    Taught in: 11_evaluating_diversity.
+    Taught in: 11_evaluating_diversity; applied in 10_evaluate_your_own_model.
     """
     s = np.asarray(sigmas, dtype=float).ravel()
     v = np.asarray(scores, dtype=float).ravel()
@@ -244,6 +247,25 @@ class PairedInterval:
     subset_deltas: np.ndarray
 
 
+def _check_subsets(n: int, size: Optional[int], repeats: int, seed: int,
+                   subsets: Optional[Sequence[np.ndarray]]) -> Tuple[List[np.ndarray], int]:
+    """Random subsets of ``size`` rows (default ``n // 2``), or the given ones checked."""
+    if subsets is None:
+        m = n // 2 if size is None else _check_int(size, "size", 2)
+        if not 2 <= m < n:
+            raise ValueError(f"subset size must satisfy 2 <= size < n = {n}, got {m}")
+        subsets = subsample_indices(n, m, repeats, seed)
+    else:
+        subsets = [np.asarray(i, dtype=np.int64) for i in subsets]
+        sizes = {len(i) for i in subsets}
+        if len(subsets) < 2 or len(sizes) != 1:
+            raise ValueError("subsets must be at least two index arrays of one size")
+        m = sizes.pop()
+        if not 2 <= m < n or any(len(set(i.tolist())) != m or i.min() < 0 or i.max() >= n for i in subsets):
+            raise ValueError(f"each subset must hold {m} distinct row indices in 0..{n - 1} with m < n")
+    return subsets, m
+
+
 def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
                               repeats: int = 50, size: Optional[int] = None, level: float = 0.95,
                               seed: int = 0, subsets: Optional[Sequence[np.ndarray]] = None
@@ -263,7 +285,8 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
     vanishes (e.g. RKE of exactly equal modes) it over-covers. Dividing the half-sample
     spread by sqrt(2) instead would treat halves of one sample as independent samples of
     size n/2 and make the interval too narrow by sqrt(2). ``subsets`` overrides the random
-    subsets (e.g. the same ones for several methods). Taught in: 11_evaluating_diversity.
+    subsets (e.g. the same ones for several methods). Taught in: 11_evaluating_diversity;
+    applied in 10_evaluate_your_own_model.
     """
     A, B = _as_tuple(a), _as_tuple(b)
     n = _rows(A, "a")
@@ -271,22 +294,33 @@ def paired_subsample_interval(score: Callable[..., float], a: Arrays, b: Arrays,
         raise ValueError(f"a and b must be paired row by row: a has {n} rows, b has {_rows(B, 'b')}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    if subsets is None:
-        m = n // 2 if size is None else _check_int(size, "size", 2)
-        if not 2 <= m < n:
-            raise ValueError(f"subset size must satisfy 2 <= size < n = {n}, got {m}")
-        subsets = subsample_indices(n, m, repeats, seed)
-    else:
-        subsets = [np.asarray(i, dtype=np.int64) for i in subsets]
-        sizes = {len(i) for i in subsets}
-        if len(subsets) < 2 or len(sizes) != 1:
-            raise ValueError("subsets must be at least two index arrays of one size")
-        m = sizes.pop()
-        if not 2 <= m < n or any(len(set(i.tolist())) != m or i.min() < 0 or i.max() >= n for i in subsets):
-            raise ValueError(f"each subset must hold {m} distinct row indices in 0..{n - 1} with m < n")
+    subsets, m = _check_subsets(n, size, repeats, seed, subsets)
     delta = float(score(*B)) - float(score(*A))
     d = np.array([float(score(*_take(B, i))) - float(score(*_take(A, i))) for i in subsets])
     return interval_from_subset_deltas(delta, d, n, m, level)
+
+
+def subsample_interval(score: Callable[..., float], arrays: Arrays, repeats: int = 50,
+                       size: Optional[int] = None, level: float = 0.95, seed: int = 0,
+                       subsets: Optional[Sequence[np.ndarray]] = None) -> PairedInterval:
+    """Interval for one set's score: :func:`paired_subsample_interval` without the baseline.
+
+    ``score(*arrays)`` at full size, with the standard error from the spread of the score on
+    random subsets of ``size`` rows (default ``n // 2``) without replacement, delete-d
+    jackknife scale ``sqrt(m / (n - m))``. The returned interval's ``delta`` is the score
+    itself (its gain over nothing) and ``subset_deltas`` the subset scores. Use it to report a
+    single model's score; for a comparison of two paired sets use
+    :func:`paired_subsample_interval` (most of the noise cancels in the difference).
+    Taught in: 10_evaluate_your_own_model.
+    """
+    arrays = _as_tuple(arrays)
+    n = _rows(arrays, "subsample_interval")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    subsets, m = _check_subsets(n, size, repeats, seed, subsets)
+    full = float(score(*arrays))
+    return interval_from_subset_deltas(full, [float(score(*_take(arrays, i))) for i in subsets],
+                                       n, m, level)
 
 
 def interval_from_subset_deltas(delta: float, subset_deltas: Sequence[float], n: int, m: int,

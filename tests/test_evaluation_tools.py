@@ -185,6 +185,30 @@ def test_paired_interval_identical_sets_and_bad_input():
         ev.paired_subsample_interval(np.sum, X, X, subsets=[np.array([0, 0]), np.array([1, 2])])
 
 
+def test_subsample_interval_is_the_jackknife_interval_of_one_score():
+    # mean statistic over every half of n = 10: se is the textbook S / sqrt(n) (ddof over halves)
+    x = np.random.default_rng(8).normal(size=10)
+    halves = [np.array(c) for c in itertools.combinations(range(10), 5)]
+    res = ev.subsample_interval(lambda v: float(np.mean(v)), x, subsets=halves)
+    N = len(halves)
+    assert abs(res.delta - x.mean()) < 1e-12
+    assert abs(res.se - np.std(x, ddof=1) / math.sqrt(10) * math.sqrt(N / (N - 1))) < 1e-12
+    assert np.allclose(res.subset_deltas, [x[h].mean() for h in halves])
+    # a conditional score on (X, T) subsets: rows of X and T taken together, brute-force se
+    X = np.random.default_rng(9).normal(size=(24, 2))
+    T = np.eye(3)[np.arange(24) % 3]
+    f = lambda A, B: sl.conditional_rke_score(A, B, sigma_x=1.0, sigma_t=0.3)
+    one = ev.subsample_interval(f, (X, T), repeats=6, size=8, seed=3)
+    subset_scores = [f(X[i], T[i]) for i in ev.subsample_indices(24, 8, 6, 3)]
+    assert one.subset_size == 8 and np.allclose(one.subset_deltas, subset_scores)
+    assert abs(one.delta - f(X, T)) < 1e-12
+    assert abs(one.se - np.std(subset_scores, ddof=1) * math.sqrt(8 / 16)) < 1e-12
+    with pytest.raises(ValueError, match="level"):
+        ev.subsample_interval(np.sum, X, level=0.0)
+    with pytest.raises(ValueError, match="same samples"):
+        ev.subsample_interval(f, (X, T[:10]))
+
+
 # ------------------------------------------------------------------ feature space
 def test_greedy_rke_subset_is_greedy_rke_maximisation():
     X = np.random.default_rng(7).normal(size=(30, 3))

@@ -375,7 +375,8 @@ def digits_study_prompts():
 
 def digits_study_layout(per_prompt: Optional[int] = None):
     """``(texts, clusters)`` of one study run: the prompts interleaved (p0 p1 p2 p0 ...),
-    ``per_prompt`` images each; ``clusters`` is the broad cluster id of every image."""
+    ``per_prompt`` images each; ``clusters`` is the broad cluster id of every image.
+    Used in notebooks/assignments/a4_digits_capstone."""
     import numpy as np
     per_prompt = DIGITS_STUDY["per_prompt"] if per_prompt is None else int(per_prompt)
     if per_prompt < 2:
@@ -388,7 +389,7 @@ def check_digits_setting(setting) -> Dict:
     """A capstone setting as a normalised dict ``{"cfg": float, "sparke": dict or None}``:
     ``cfg`` the CFG scale (default 7), ``sparke`` keyword overrides of
     ``SparkeGuidance.recommended("digits")`` (absent or None: no guidance). Clear errors for
-    anything else."""
+    anything else. Used in notebooks/assignments/a4_digits_capstone (its tests)."""
     from .guidance import SparkeGuidance
     if not isinstance(setting, dict):
         raise TypeError(f"a setting is a dict such as {{'cfg': 3.0}} or {{'sparke': {{'scale': 4.0}}}}, "
@@ -442,13 +443,15 @@ def sample_digits_setting(setting: Dict, seed: int = 0, per_prompt: Optional[int
 
 
 def digits_study_judge():
-    """The rejecting judge (``load_digits_judge`` on the CPU) the capstone evaluates with."""
+    """The rejecting judge (``load_digits_judge`` on the CPU, loaded once) the capstone
+    evaluates with. Used in notebooks/assignments/a4_digits_capstone."""
     return _digits_models()[1]
 
 
 def digits_study_validity(pred, clusters) -> float:
     """Mean over the study prompts of the share of images whose judged digit is valid for
-    their prompt (the judge's -1 "not a digit" never is)."""
+    their prompt (the judge's -1 "not a digit" never is). The metric of the re-run's
+    validity intervals (:func:`rerun_digits_comparison`); used in a4_digits_capstone's tests."""
     from . import metrics
     import numpy as np
     pred, clusters = np.asarray(pred), np.asarray(clusters)
@@ -458,7 +461,8 @@ def digits_study_validity(pred, clusters) -> float:
 
 def digits_study_spread(pred, clusters) -> float:
     """Mean over the study prompts of the spread ``1 / sum p_c^2`` over valid digits
-    (:func:`sparke_lab.metrics.cluster_class_metrics`); NaN when a prompt has no valid image."""
+    (:func:`sparke_lab.metrics.cluster_class_metrics`); NaN when a prompt has no valid image.
+    Used in notebooks/assignments/a4_digits_capstone (the metric of its paired intervals)."""
     from . import metrics
     import numpy as np
     pred, clusters = np.asarray(pred), np.asarray(clusters)
@@ -472,7 +476,8 @@ def digits_study_row(pred, features, clusters) -> Dict[str, float]:
     study prompts of validity, spread and TV to the caption distribution
     (:func:`sparke_lab.metrics.cluster_class_metrics`), the share of rejected images, and
     Cond-Vendi of the judge's normalised features given the one-hot prompt cluster
-    (``sigma_x = DIGITS_STUDY["sigma_judge"]``, ``sigma_t = DIGITS_STUDY["sigma_prompt"]``)."""
+    (``sigma_x = DIGITS_STUDY["sigma_judge"]``, ``sigma_t = DIGITS_STUDY["sigma_prompt"]``).
+    Used in notebooks/assignments/a4_digits_capstone (the reference of its question 1)."""
     import numpy as np
     from . import metrics
     from .models import REJECT
@@ -541,7 +546,8 @@ def claim_problems(claim: Dict, rerun: Dict, tolerance: Optional[float] = None) 
     of its validity loss lies beyond the tolerance); "SPARKE wins" fails when the re-run puts
     lowered CFG ahead beyond its interval (``hi < 0``), "lower CFG wins" the other way round
     (``lo > 0``), and "no significant difference" fails when the re-run's interval and the
-    claimed one do not overlap (a difference the claim ruled out)."""
+    claimed one do not overlap (a difference the claim ruled out). Used in the hidden tests of
+    notebooks/assignments/a4_digits_capstone."""
     tol = DIGITS_STUDY["tolerance"] if tolerance is None else float(tolerance)
     problems = []
     for name in ("validity_sparke", "validity_cfg"):
@@ -549,8 +555,13 @@ def claim_problems(claim: Dict, rerun: Dict, tolerance: Optional[float] = None) 
         if v["hi"] < -tol:
             problems.append(f"{name}: the re-run loses {-v['delta']:.1%} validity (interval "
                             f"[{v['lo']:+.1%}, {v['hi']:+.1%}]), beyond the {tol:.0%} allowed")
+    if not isinstance(claim, dict):
+        return problems + [f"a claim is a dict with 'claim', 'delta', 'lo', 'hi', got {type(claim).__name__}"]
     s, kind = rerun["spread"], claim.get("claim")
-    if kind not in CLAIMS:
+    numbers = [claim.get(k) for k in ("delta", "lo", "hi")]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+        problems.append(f"the claim needs finite 'delta', 'lo' and 'hi' (its interval), got {numbers}")
+    elif kind not in CLAIMS:
         problems.append(f"claim must be one of {CLAIMS}, got {kind!r}")
     elif kind == "SPARKE wins" and s["hi"] < 0:
         problems.append(f"claimed SPARKE wins, but the re-run puts lowered CFG ahead: "

@@ -178,6 +178,8 @@ def test_claim_problems_follow_the_rerun_intervals():
     assert "SPARKE ahead" in course.claim_problems({**null, "claim": "lower CFG wins"}, sparke_ahead)[0]
     assert "does not overlap" in course.claim_problems({**null, "hi": 0.1}, sparke_ahead)[0]
     assert "claim must be one of" in course.claim_problems({**null, "claim": "SPARKE is better"}, cfg_ahead)[0]
+    assert "finite 'delta'" in course.claim_problems({"claim": "no significant difference"}, cfg_ahead)[0]
+    assert "a claim is a dict" in course.claim_problems("SPARKE wins", cfg_ahead)[0]
     lost = {**cfg_ahead, "validity_cfg": iv(-0.10, -0.15, -0.05)}           # all of it beyond 3 points
     bad = course.claim_problems(null, lost)
     assert len(bad) == 1 and bad[0].startswith("validity_cfg")

@@ -74,7 +74,7 @@ assignments: $(ALL_STAMP)
 grade: $(ALL_STAMP)
 	@test -n "$(ASSIGNMENT)" && test -n "$(SUBMISSIONS)" || { \
 	  echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or notebook>"; \
-	  echo "       names: a1_rke_and_vendi a2_conditional_rke_gradient a3_toy_guidance_study"; exit 2; }
+	  echo "       names: a1_rke_and_vendi a2_conditional_rke_gradient a3_toy_guidance_study a4_digits_capstone"; exit 2; }
 	$(PY) -m sparke_lab.course grade "$(ASSIGNMENT)" "$(SUBMISSIONS)" $(if $(GRADES),--out "$(GRADES)")
 
 clean:

@@ -30,6 +30,10 @@ sources are committed without outputs); a question's points are split evenly ove
   no Docker, no network) and writes ``grades.csv`` and ``grades.json``.
 * :func:`evaluate_toy_setting` measures one SPARKE setting on the 2-D toy; assignment 3 and its
   hidden tests use it.
+* :func:`sample_digits_setting`, :func:`digits_study_row` and :func:`rerun_digits_comparison`
+  generate and score one setting of the digits capstone (assignment 4) and re-run a student's
+  matched-fidelity comparison on other seeds; :func:`claim_problems` says whether a claim
+  survives the re-run. Assignment 4's hidden tests use them.
 
 Command line (what ``make assignments`` and ``make grade`` call)::
 
@@ -37,7 +41,8 @@ Command line (what ``make assignments`` and ``make grade`` call)::
     python -m sparke_lab.course grade NAME SUBMISSIONS [--out DIR]
 
 Instructor tools, not taught in a notebook: README, "Graded assignments". The study helper
-:func:`evaluate_toy_setting` is used in notebooks/assignments/a3_toy_guidance_study.
+:func:`evaluate_toy_setting` is used in notebooks/assignments/a3_toy_guidance_study, the digits
+helpers in notebooks/assignments/a4_digits_capstone.
 """
 from __future__ import annotations
 
@@ -66,7 +71,8 @@ BUILD_DIR = ROOT / "build" / "assignments"
 GRADES_DIR = ROOT / "build" / "grades"
 
 #: The assignments, in course order.
-ASSIGNMENTS = ("a1_rke_and_vendi", "a2_conditional_rke_gradient", "a3_toy_guidance_study")
+ASSIGNMENTS = ("a1_rke_and_vendi", "a2_conditional_rke_gradient", "a3_toy_guidance_study",
+               "a4_digits_capstone")
 
 
 # --------------------------------------------------------------------------- paths
@@ -339,6 +345,235 @@ def evaluate_toy_setting(setting: Optional[Dict] = None, seed: int = 0, n_per_cl
     ratio = tv / tv0 if tv0 > 0 else math.inf
     return {"tv_unguided": tv0, "tv": tv, "tv_ratio": ratio, "on_mode": on,
             "meets_target": bool(ratio <= 0.5 and on >= 0.85)}
+
+
+# ------------------------------------------------- assignment 4: the digits capstone study
+#: The capstone's fixed design: images per prompt, DDIM steps, the collapsed CFG every
+#: setting is compared with, the validity a matched setting may lose (3 points), the
+#: judge-feature bandwidth of Cond-Vendi, and the paired-interval subsets (halves).
+DIGITS_STUDY = {"per_prompt": 16, "steps": 15, "reference_cfg": 7.0, "tolerance": 0.03,
+                "sigma_judge": 0.5, "sigma_prompt": 0.3, "repeats": 50, "interval_seed": 0}
+#: The claims a student may make about SPARKE against lowered CFG at matched validity.
+CLAIMS = ("SPARKE wins", "no significant difference", "lower CFG wins")
+
+
+@lru_cache(maxsize=1)
+def _digits_models():
+    from .models import load_digits_judge, load_digits_pipeline
+    return load_digits_pipeline(device="cpu"), load_digits_judge(device="cpu")
+
+
+def digits_study_prompts():
+    """The capstone's three broad prompts ("an odd digit", "an even digit", "a digit less
+    than five"): the first phrasing of each of the first three broad clusters, as in
+    08_guided_generation_digits. Used in notebooks/assignments/a4_digits_capstone."""
+    from .models import load_prompt_set
+    broad = load_prompt_set("broad")
+    clusters = sorted({p.cluster for p in broad})[:3]
+    return [next(p for p in broad if p.cluster == c) for c in clusters]
+
+
+def digits_study_layout(per_prompt: Optional[int] = None):
+    """``(texts, clusters)`` of one study run: the prompts interleaved (p0 p1 p2 p0 ...),
+    ``per_prompt`` images each; ``clusters`` is the broad cluster id of every image.
+    Used in notebooks/assignments/a4_digits_capstone."""
+    import numpy as np
+    per_prompt = DIGITS_STUDY["per_prompt"] if per_prompt is None else int(per_prompt)
+    if per_prompt < 2:
+        raise ValueError(f"per_prompt must be at least 2, got {per_prompt}")
+    prompts = [p for _ in range(per_prompt) for p in digits_study_prompts()]
+    return [p.prompt for p in prompts], np.array([p.cluster for p in prompts])
+
+
+def check_digits_setting(setting) -> Dict:
+    """A capstone setting as a normalised dict ``{"cfg": float, "sparke": dict or None}``:
+    ``cfg`` the CFG scale (default 7), ``sparke`` keyword overrides of
+    ``SparkeGuidance.recommended("digits")`` (absent or None: no guidance). Clear errors for
+    anything else. Used in notebooks/assignments/a4_digits_capstone (its tests)."""
+    from .guidance import SparkeGuidance
+    if not isinstance(setting, dict):
+        raise TypeError(f"a setting is a dict such as {{'cfg': 3.0}} or {{'sparke': {{'scale': 4.0}}}}, "
+                        f"got {type(setting).__name__}")
+    unknown = set(setting) - {"cfg", "sparke"}
+    if unknown:
+        raise ValueError(f"unknown setting keys {sorted(unknown)}; a setting has 'cfg' (the CFG "
+                         "scale) and 'sparke' (overrides of SparkeGuidance.recommended('digits'))")
+    cfg = float(setting.get("cfg", DIGITS_STUDY["reference_cfg"]))
+    if not (math.isfinite(cfg) and cfg >= 1.0):
+        raise ValueError(f"cfg must be a finite CFG scale >= 1, got {setting.get('cfg')!r}")
+    sparke = setting.get("sparke")
+    if sparke is not None:
+        if not isinstance(sparke, dict):
+            raise TypeError("'sparke' must be a dict of SparkeGuidance.recommended('digits') "
+                            f"overrides, got {type(sparke).__name__}")
+        SparkeGuidance.recommended("digits", **sparke)  # bad knobs fail here
+        sparke = dict(sparke)
+    return {"cfg": cfg, "sparke": sparke}
+
+
+@lru_cache(maxsize=48)
+def _digits_images(key: str, seed: int, per_prompt: int, steps: int):
+    import torch
+    from .guidance import SparkeGuidance, generate
+    from .utils import torch_threads
+    setting = json.loads(key)
+    pipe, _ = _digits_models()
+    texts, _ = digits_study_layout(per_prompt)
+    guidance = None if setting["sparke"] is None else \
+        SparkeGuidance.recommended("digits", **setting["sparke"])  # a fresh, empty bank
+    with torch_threads(1):
+        images = generate(pipe, texts, guidance, batch_size=len(texts), num_inference_steps=steps,
+                          guidance_scale=setting["cfg"], generator=torch.Generator().manual_seed(seed),
+                          output_type="pt", progress=False)
+    return images.float().cpu()
+
+
+def sample_digits_setting(setting: Dict, seed: int = 0, per_prompt: Optional[int] = None,
+                          steps: Optional[int] = None):
+    """Images (n, 1, 16, 16) in [0, 1] of one capstone setting (:func:`check_digits_setting`):
+    the three study prompts, ``per_prompt`` each (:func:`digits_study_layout`), one batch,
+    ``steps`` DDIM steps, initial noise from ``seed``: every setting of a seed starts from the
+    same noise, so rows are paired across settings. Kept per (setting, seed) in this process.
+    About 3 s on one CPU thread at the defaults (48 images, 15 steps).
+    Taught in: notebooks/assignments/a4_digits_capstone."""
+    s = check_digits_setting(setting)
+    per_prompt = DIGITS_STUDY["per_prompt"] if per_prompt is None else int(per_prompt)
+    steps = DIGITS_STUDY["steps"] if steps is None else int(steps)
+    return _digits_images(json.dumps(s, sort_keys=True), int(seed), per_prompt, steps).clone()
+
+
+def digits_study_judge():
+    """The rejecting judge (``load_digits_judge`` on the CPU, loaded once) the capstone
+    evaluates with. Used in notebooks/assignments/a4_digits_capstone."""
+    return _digits_models()[1]
+
+
+def digits_study_validity(pred, clusters) -> float:
+    """Mean over the study prompts of the share of images whose judged digit is valid for
+    their prompt (the judge's -1 "not a digit" never is). The metric of the re-run's
+    validity intervals (:func:`rerun_digits_comparison`); used in a4_digits_capstone's tests."""
+    from . import metrics
+    import numpy as np
+    pred, clusters = np.asarray(pred), np.asarray(clusters)
+    return float(np.mean([metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits)
+                          ["validity"] for p in digits_study_prompts()]))
+
+
+def digits_study_spread(pred, clusters) -> float:
+    """Mean over the study prompts of the spread ``1 / sum p_c^2`` over valid digits
+    (:func:`sparke_lab.metrics.cluster_class_metrics`); NaN when a prompt has no valid image.
+    Used in notebooks/assignments/a4_digits_capstone (the metric of its paired intervals)."""
+    from . import metrics
+    import numpy as np
+    pred, clusters = np.asarray(pred), np.asarray(clusters)
+    vals = [metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits)["spread"]
+            for p in digits_study_prompts()]
+    return float("nan") if any(math.isnan(v) for v in vals) else float(np.mean(vals))
+
+
+def digits_study_row(pred, features, clusters) -> Dict[str, float]:
+    """The reference Table-1 row of the capstone (what its question 1 asks for): mean over the
+    study prompts of validity, spread and TV to the caption distribution
+    (:func:`sparke_lab.metrics.cluster_class_metrics`), the share of rejected images, and
+    Cond-Vendi of the judge's normalised features given the one-hot prompt cluster
+    (``sigma_x = DIGITS_STUDY["sigma_judge"]``, ``sigma_t = DIGITS_STUDY["sigma_prompt"]``).
+    Used in notebooks/assignments/a4_digits_capstone (the reference of its question 1)."""
+    import numpy as np
+    from . import metrics
+    from .models import REJECT
+    from .scores import conditional_vendi_score
+    pred, clusters = np.asarray(pred), np.asarray(clusters)
+    F = np.asarray(features, dtype=np.float64)
+    if not (len(pred) == len(F) == len(clusters)):
+        raise ValueError(f"pred, features and clusters must describe the same images, got "
+                         f"{len(pred)}, {len(F)} and {len(clusters)} rows")
+    rows = [metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits, p.class_weights)
+            for p in digits_study_prompts()]
+    T = np.eye(int(clusters.max()) + 1)[clusters]
+    return {"validity": float(np.mean([r["validity"] for r in rows])),
+            "spread": float(np.mean([r["spread"] for r in rows])),
+            "tv": float(np.mean([r["tv"] for r in rows])),
+            "rejected": float(np.mean(pred == REJECT)),
+            "cond_vendi": float(conditional_vendi_score(F, T, sigma_x=DIGITS_STUDY["sigma_judge"],
+                                                        sigma_t=DIGITS_STUDY["sigma_prompt"]))}
+
+
+def _paired(score, a, b, clusters) -> Dict[str, float]:
+    from .evaluation_tools import paired_subsample_interval
+    iv = paired_subsample_interval(score, (a, clusters), (b, clusters), repeats=DIGITS_STUDY["repeats"],
+                                   seed=DIGITS_STUDY["interval_seed"])
+    return {"delta": iv.delta, "lo": iv.lo, "hi": iv.hi}
+
+
+def rerun_digits_comparison(sparke_setting: Dict, cfg_setting: Dict, seeds: Sequence[int] = (1, 2),
+                            per_prompt: Optional[int] = None, steps: Optional[int] = None) -> Dict:
+    """Re-run a capstone comparison on other ``seeds`` (pooled, rows paired by seed and image):
+    the reference (no guidance, CFG 7), ``sparke_setting`` and ``cfg_setting``.
+
+    Returns ``spread`` (``delta`` = spread(SPARKE) - spread(CFG) with its 95 % paired
+    half-sample interval ``lo`` / ``hi``), ``validity_sparke`` and ``validity_cfg`` (validity
+    minus the reference's, with intervals) and ``n``. What assignment 4's hidden tests run;
+    six generations, about 20 s on one CPU thread at the defaults.
+    Taught in: notebooks/assignments/a4_digits_capstone (its question 4)."""
+    import numpy as np
+    judge = digits_study_judge()
+    ref = {"cfg": DIGITS_STUDY["reference_cfg"]}
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("give at least one seed to re-run")
+    _, clusters = digits_study_layout(per_prompt)
+
+    def pred(setting):
+        return np.concatenate([np.asarray(judge.predict(sample_digits_setting(setting, s, per_prompt, steps)))
+                               for s in seeds])
+
+    C = np.concatenate([clusters] * len(seeds))
+    p_ref, p_sp, p_cfg = pred(ref), pred(sparke_setting), pred(cfg_setting)
+    return {"spread": _paired(digits_study_spread, p_cfg, p_sp, C),
+            "validity_sparke": _paired(digits_study_validity, p_ref, p_sp, C),
+            "validity_cfg": _paired(digits_study_validity, p_ref, p_cfg, C),
+            "n": int(len(C)), "seeds": seeds}
+
+
+def claim_problems(claim: Dict, rerun: Dict, tolerance: Optional[float] = None) -> List[str]:
+    """Why a capstone claim does not survive a re-run (:func:`rerun_digits_comparison`);
+    an empty list when it does.
+
+    ``claim``: ``{"claim": one of CLAIMS, "delta", "lo", "hi"}`` (the student's spread
+    difference SPARKE - CFG with its interval). Checks, each with the re-run's own interval as
+    the margin: every chosen setting keeps validity within ``tolerance`` (3 points) of the
+    reference unless the re-run's interval says otherwise (fails only when the whole interval
+    of its validity loss lies beyond the tolerance); "SPARKE wins" fails when the re-run puts
+    lowered CFG ahead beyond its interval (``hi < 0``), "lower CFG wins" the other way round
+    (``lo > 0``), and "no significant difference" fails when the re-run's interval and the
+    claimed one do not overlap (a difference the claim ruled out). Used in the hidden tests of
+    notebooks/assignments/a4_digits_capstone."""
+    tol = DIGITS_STUDY["tolerance"] if tolerance is None else float(tolerance)
+    problems = []
+    for name in ("validity_sparke", "validity_cfg"):
+        v = rerun[name]
+        if v["hi"] < -tol:
+            problems.append(f"{name}: the re-run loses {-v['delta']:.1%} validity (interval "
+                            f"[{v['lo']:+.1%}, {v['hi']:+.1%}]), beyond the {tol:.0%} allowed")
+    if not isinstance(claim, dict):
+        return problems + [f"a claim is a dict with 'claim', 'delta', 'lo', 'hi', got {type(claim).__name__}"]
+    s, kind = rerun["spread"], claim.get("claim")
+    numbers = [claim.get(k) for k in ("delta", "lo", "hi")]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+        problems.append(f"the claim needs finite 'delta', 'lo' and 'hi' (its interval), got {numbers}")
+    elif kind not in CLAIMS:
+        problems.append(f"claim must be one of {CLAIMS}, got {kind!r}")
+    elif kind == "SPARKE wins" and s["hi"] < 0:
+        problems.append(f"claimed SPARKE wins, but the re-run puts lowered CFG ahead: "
+                        f"{s['delta']:+.2f} [{s['lo']:+.2f}, {s['hi']:+.2f}]")
+    elif kind == "lower CFG wins" and s["lo"] > 0:
+        problems.append(f"claimed lowered CFG wins, but the re-run puts SPARKE ahead: "
+                        f"{s['delta']:+.2f} [{s['lo']:+.2f}, {s['hi']:+.2f}]")
+    elif kind == "no significant difference" and (s["lo"] > claim["hi"] or s["hi"] < claim["lo"]):
+        problems.append(f"claimed no significant difference with interval [{claim['lo']:+.2f}, "
+                        f"{claim['hi']:+.2f}], but the re-run's [{s['lo']:+.2f}, {s['hi']:+.2f}] "
+                        "does not overlap it")
+    return problems
 
 
 # --------------------------------------------------------------------------- command line

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = list(course.ASSIGNMENTS)
 #: written questions (graded by hand): no tests, so never in the autograder's scores
 MANUAL = {"a1_rke_and_vendi": {"q5", "q6"}, "a2_conditional_rke_gradient": {"q2"},
-          "a3_toy_guidance_study": {"q3"}}
+          "a3_toy_guidance_study": {"q3"}, "a4_digits_capstone": {"q5"}}
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """All three assignments, built once by the command ``make assignments`` runs."""
+    """All assignments, built once by the command ``make assignments`` runs."""
     out = tmp_path_factory.mktemp("assignments")
     proc = subprocess.run([sys.executable, "-m", "sparke_lab.course", "build", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -126,3 +126,61 @@ def test_toy_setting_evaluation_rejects_bad_settings():
         course.evaluate_toy_setting([("scale", 2.0)])
     with pytest.raises(TypeError):
         course.evaluate_toy_setting({"no_such_knob": 1})
+
+
+def test_digits_setting_rejects_bad_settings():
+    assert course.check_digits_setting({}) == {"cfg": 7.0, "sparke": None}
+    assert course.check_digits_setting({"cfg": 3}) == {"cfg": 3.0, "sparke": None}
+    with pytest.raises(TypeError, match="dict"):
+        course.check_digits_setting([("cfg", 3.0)])
+    with pytest.raises(ValueError, match="unknown setting keys.*scale"):
+        course.check_digits_setting({"scale": 4.0})
+    with pytest.raises(ValueError, match="cfg must be"):
+        course.check_digits_setting({"cfg": float("nan")})
+    with pytest.raises(TypeError, match="'sparke' must be a dict"):
+        course.check_digits_setting({"sparke": 4.0})
+    with pytest.raises(TypeError):
+        course.check_digits_setting({"sparke": {"no_such_knob": 1}})
+
+
+def test_digits_study_row_on_hand_made_predictions():
+    import numpy as np
+    odd, even, small = course.digits_study_prompts()
+    assert (odd.prompt, even.prompt, small.prompt) == ("an odd digit", "an even digit", "a digit less than five")
+    texts, clusters = course.digits_study_layout(2)
+    assert texts == [odd.prompt, even.prompt, small.prompt] * 2
+    # per prompt: odd 1, -1 -> validity 1/2, spread 1; even 0, 2 -> 1, 2; small 2, 2 -> 1, 1
+    pred = np.array([1, 0, 2, -1, 2, 2])
+    row = course.digits_study_row(pred, np.ones((6, 3)) / np.sqrt(3), clusters)
+    assert abs(row["validity"] - 2.5 / 3) < 1e-12 and abs(row["spread"] - 4 / 3) < 1e-12
+    assert abs(row["rejected"] - 1 / 6) < 1e-12 and abs(row["cond_vendi"] - 1) < 1e-9
+    # TV: odd all 1s vs .45 on 1 -> .55; even (.5, .5) on 0, 2 vs (.25 .1 .05 .15 .45) -> .65;
+    # small all 2s vs .45 on 2 -> .55
+    tv = 0.55 + 0.5 * (0.25 + 0.4 + 0.05 + 0.15 + 0.45) + 0.55
+    assert abs(row["tv"] - tv / 3) < 1e-12
+    assert course.digits_study_validity(pred, clusters) == row["validity"]
+    assert course.digits_study_spread(pred, clusters) == row["spread"]
+    assert np.isnan(course.digits_study_spread(np.array([-1, 0, 2, -1, 2, 2]), clusters))
+    with pytest.raises(ValueError, match="same images"):
+        course.digits_study_row(pred[:5], np.ones((6, 3)), clusters)
+
+
+def test_claim_problems_follow_the_rerun_intervals():
+    iv = lambda d, lo, hi: {"delta": d, "lo": lo, "hi": hi}
+    ok_validity = {"validity_sparke": iv(-0.01, -0.05, 0.03), "validity_cfg": iv(-0.04, -0.11, 0.03)}
+    cfg_ahead = {**ok_validity, "spread": iv(-0.35, -0.67, -0.03)}
+    null = {"claim": "no significant difference", "delta": -0.46, "lo": -0.99, "hi": 0.06}
+    assert course.claim_problems(null, cfg_ahead) == []                       # overlapping intervals
+    assert course.claim_problems({**null, "claim": "lower CFG wins"}, cfg_ahead) == []
+    bad = course.claim_problems({**null, "claim": "SPARKE wins"}, cfg_ahead)
+    assert len(bad) == 1 and "lowered CFG ahead" in bad[0]
+    sparke_ahead = {**ok_validity, "spread": iv(0.5, 0.2, 0.8)}
+    assert "SPARKE ahead" in course.claim_problems({**null, "claim": "lower CFG wins"}, sparke_ahead)[0]
+    assert "does not overlap" in course.claim_problems({**null, "hi": 0.1}, sparke_ahead)[0]
+    assert "claim must be one of" in course.claim_problems({**null, "claim": "SPARKE is better"}, cfg_ahead)[0]
+    assert "finite 'delta'" in course.claim_problems({"claim": "no significant difference"}, cfg_ahead)[0]
+    assert "a claim is a dict" in course.claim_problems("SPARKE wins", cfg_ahead)[0]
+    lost = {**cfg_ahead, "validity_cfg": iv(-0.10, -0.15, -0.05)}           # all of it beyond 3 points
+    bad = course.claim_problems(null, lost)
+    assert len(bad) == 1 and bad[0].startswith("validity_cfg")
+    assert course.claim_problems(null, lost, tolerance=0.06) == []

@@ -48,7 +48,7 @@ test-unit: $(ALL_STAMP)
 	$(PY) -m pytest tests -q
 
 test-notebooks: $(ALL_STAMP)
-	$(PY) -m pytest --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q
+	$(PY) -m pytest --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -q --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 # real Chromium + JupyterLab (skips unless chromium and chromium-driver are installed)
 test-browser: $(ALL_STAMP)

@@ -6,13 +6,7 @@ import pytest
 matplotlib.use("Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs one pytest worker per core: each (and the notebook kernels and
-    # subprocesses it starts) takes one thread, so two workers never fight over two cores
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ["MKL_NUM_THREADS"] = "1"
-    import torch
-    torch.set_num_threads(1)
+# one thread per xdist worker: the repository's conftest.py
 
 
 @pytest.fixture

@@ -448,26 +448,30 @@ def digits_study_judge():
     return _digits_models()[1]
 
 
+def _study_rows(pred, clusters) -> List[Dict]:
+    """:func:`sparke_lab.metrics.cluster_class_metrics` of each study prompt's images (validity,
+    spread over valid digits, TV to its caption shares), in prompt order."""
+    import numpy as np
+    from . import metrics
+    pred, clusters = np.asarray(pred), np.asarray(clusters)
+    return [metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits, p.class_weights)
+            for p in digits_study_prompts()]
+
+
 def digits_study_validity(pred, clusters) -> float:
     """Mean over the study prompts of the share of images whose judged digit is valid for
     their prompt (the judge's -1 "not a digit" never is). The metric of the re-run's
     validity intervals (:func:`rerun_digits_comparison`); used in a4_digits_capstone's tests."""
-    from . import metrics
     import numpy as np
-    pred, clusters = np.asarray(pred), np.asarray(clusters)
-    return float(np.mean([metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits)
-                          ["validity"] for p in digits_study_prompts()]))
+    return float(np.mean([r["validity"] for r in _study_rows(pred, clusters)]))
 
 
 def digits_study_spread(pred, clusters) -> float:
     """Mean over the study prompts of the spread ``1 / sum p_c^2`` over valid digits
     (:func:`sparke_lab.metrics.cluster_class_metrics`); NaN when a prompt has no valid image.
     Used in notebooks/assignments/a4_digits_capstone (the metric of its paired intervals)."""
-    from . import metrics
     import numpy as np
-    pred, clusters = np.asarray(pred), np.asarray(clusters)
-    vals = [metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits)["spread"]
-            for p in digits_study_prompts()]
+    vals = [r["spread"] for r in _study_rows(pred, clusters)]
     return float("nan") if any(math.isnan(v) for v in vals) else float(np.mean(vals))
 
 
@@ -479,7 +483,6 @@ def digits_study_row(pred, features, clusters) -> Dict[str, float]:
     (``sigma_x = DIGITS_STUDY["sigma_judge"]``, ``sigma_t = DIGITS_STUDY["sigma_prompt"]``).
     Used in notebooks/assignments/a4_digits_capstone (the reference of its question 1)."""
     import numpy as np
-    from . import metrics
     from .models import REJECT
     from .scores import conditional_vendi_score
     pred, clusters = np.asarray(pred), np.asarray(clusters)
@@ -487,8 +490,7 @@ def digits_study_row(pred, features, clusters) -> Dict[str, float]:
     if not (len(pred) == len(F) == len(clusters)):
         raise ValueError(f"pred, features and clusters must describe the same images, got "
                          f"{len(pred)}, {len(F)} and {len(clusters)} rows")
-    rows = [metrics.cluster_class_metrics(pred[clusters == p.cluster], p.valid_digits, p.class_weights)
-            for p in digits_study_prompts()]
+    rows = _study_rows(pred, clusters)
     T = np.eye(int(clusters.max()) + 1)[clusters]
     return {"validity": float(np.mean([r["validity"] for r in rows])),
             "spread": float(np.mean([r["spread"] for r in rows])),
